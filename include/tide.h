@@ -1,0 +1,237 @@
+/*
+ * Tide: collective communication over a point-to-point transfer engine.
+ *
+ * This is the only public header. Every handle is opaque; every call
+ * validates its arguments and returns a tide_status_t (0 on success,
+ * positive while in progress, negative on error) after logging the reason.
+ * Output parameters are written only on success.
+ *
+ * Threading: unless a call says otherwise, calls on different handles may
+ * run concurrently from different threads; calls on the same handle are
+ * serialised by the caller.
+ */
+#ifndef TIDE_H
+#define TIDE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(TIDE_BUILDING_LIBRARY)
+#define TIDE_API __attribute__((visibility("default")))
+#else
+#define TIDE_API
+#endif
+
+#define TIDE_VERSION_MAJOR 0
+#define TIDE_VERSION_MINOR 1
+#define TIDE_VERSION_PATCH 0
+#define TIDE_VERSION_CODE                                                                          \
+    ((TIDE_VERSION_MAJOR)*10000 + (TIDE_VERSION_MINOR)*100 + (TIDE_VERSION_PATCH))
+
+/* ---------------------------------------------------------------- status */
+
+/*
+ * One list, three uses: the enum, tide_status_str() and the docs.
+ * Classes: 0 success; > 0 not finished yet; < 0 errors. Link failures are
+ * retryable on another path; peer failures mean the membership changed.
+ */
+#define TIDE_STATUS_LIST(X)                                                                        \
+    X(TIDE_SUCCESS, 0, "success")                                                                  \
+    X(TIDE_IN_PROGRESS, 1, "operation in progress")                                                \
+    X(TIDE_ERR_INVALID, -1, "invalid argument")                                                    \
+    X(TIDE_ERR_NOMEM, -2, "out of memory")                                                         \
+    X(TIDE_ERR_TIMEOUT, -3, "timed out")                                                           \
+    X(TIDE_ERR_IO, -4, "I/O error")                                                                \
+    X(TIDE_ERR_LINK, -5, "link failure (retryable on another path)")                               \
+    X(TIDE_ERR_PEER, -6, "peer failure")                                                           \
+    X(TIDE_ERR_REVOKED, -7, "communicator revoked or aborted")                                     \
+    X(TIDE_ERR_UNSUPPORTED, -8, "operation not supported")                                         \
+    X(TIDE_ERR_AUTH, -9, "authentication refused")                                                 \
+    X(TIDE_ERR_NOT_FOUND, -10, "not found")                                                        \
+    X(TIDE_ERR_INTERNAL, -11, "internal error")
+
+typedef enum tide_status {
+#define TIDE_STATUS_ENUM_(name, value, text) name = (value),
+    TIDE_STATUS_LIST(TIDE_STATUS_ENUM_)
+#undef TIDE_STATUS_ENUM_
+} tide_status_t;
+
+/* A static string naming the status; "unknown status" for other values. */
+TIDE_API const char *tide_status_str(tide_status_t status);
+
+/* --------------------------------------------------------------- version */
+
+/* "major.minor.patch"; a static string. */
+TIDE_API const char *tide_version_string(void);
+
+/* The library's version (may differ from TIDE_VERSION_* of the header the
+ * caller was built with). Any output pointer may be NULL. */
+TIDE_API tide_status_t tide_version(int *major, int *minor, int *patch);
+
+/* --------------------------------------------------------------- logging */
+
+typedef enum tide_log_level {
+    TIDE_LOG_ERROR = 0,
+    TIDE_LOG_WARN = 1,
+    TIDE_LOG_INFO = 2,
+    TIDE_LOG_DEBUG = 3,
+    TIDE_LOG_TRACE = 4
+} tide_log_level_t;
+
+/*
+ * A logger receives each message that passes TIDE_LOG_LEVEL and
+ * TIDE_LOG_SUBSYS, already formatted and prefixed, without a trailing
+ * newline. It may be called from any Tide thread, concurrently; it must not
+ * call back into Tide.
+ */
+typedef void (*tide_log_fn_t)(void *arg, tide_log_level_t level, const char *subsys,
+                              const char *message);
+
+/* Install (fn != NULL) or remove (fn == NULL) the logger. With a logger
+ * installed, messages go to it instead of TIDE_LOG_FILE / stderr. */
+TIDE_API tide_status_t tide_set_logger(tide_log_fn_t fn, void *arg);
+
+/* ---------------------------------------------------------------- config */
+
+/*
+ * Extensible configuration. Initialise with TIDE_CONFIG_INIT, then set what
+ * you need; fields left at their initial value mean "default, or from the
+ * environment". The library reads only the first `size` bytes, so a program
+ * built against an older header keeps working with a newer library.
+ */
+typedef struct tide_config {
+    size_t size;            /* sizeof(tide_config_t), set by TIDE_CONFIG_INIT */
+    unsigned int version;   /* TIDE_VERSION_CODE of the caller's header */
+    int rank;               /* -1: from the launcher or environment */
+    int nranks;             /* -1: from the launcher or environment */
+    const char *store_addr; /* "host:port" of the rendezvous store, or NULL */
+    const char *secret;     /* store secret, or NULL (TIDE_SECRET) */
+    int timeout_ms;         /* bootstrap waits; 0: TIDE_BOOTSTRAP_TIMEOUT */
+} tide_config_t;
+
+#define TIDE_CONFIG_INIT                                                                           \
+    {                                                                                              \
+        sizeof(tide_config_t), TIDE_VERSION_CODE, -1, -1, NULL, NULL, 0                            \
+    }
+
+/* ---------------------------------------------------------- communicator */
+
+typedef struct tide_comm tide_comm_t;
+
+/* Opaque bootstrap handle for tide_comm_init_rank, passed between processes
+ * by the user (as with NCCL's unique id). Plain bytes: copy it freely. */
+#define TIDE_UNIQUE_ID_BYTES 128
+typedef struct tide_unique_id {
+    char internal[TIDE_UNIQUE_ID_BYTES];
+} tide_unique_id_t;
+
+/*
+ * Create the world communicator from the launcher or the environment.
+ * Order: cfg (rank, nranks, store_addr) -> PMIx -> TIDE_RANK/TIDE_SIZE/
+ * TIDE_STORE/TIDE_SECRET -> RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (rank 0
+ * hosts the store) -> a 1-rank communicator. A process started by a
+ * launcher (PMI_SIZE, OMPI_COMM_WORLD_SIZE, SLURM_NTASKS > 1) that would
+ * become a 1-rank communicator fails with TIDE_ERR_UNSUPPORTED instead.
+ * Collective over all ranks; blocks up to the bootstrap timeout.
+ * cfg may be NULL. On success *comm is the caller's until destroyed.
+ */
+TIDE_API tide_status_t tide_comm_init(tide_comm_t **comm, const tide_config_t *cfg);
+
+/*
+ * Create a bootstrap id. The calling process hosts a rendezvous store for
+ * it (on TIDE_BOOTSTRAP_ADDR, or the first non-loopback interface) that
+ * stays up while communicators use it. Call once, on one process, and give
+ * the id to every rank. Not collective.
+ */
+TIDE_API tide_status_t tide_get_unique_id(tide_unique_id_t *id);
+
+/*
+ * Create a communicator of nranks processes (or threads) from an id made by
+ * tide_get_unique_id; this caller becomes `rank`. Collective over all
+ * nranks callers; blocks up to the bootstrap timeout. cfg may be NULL
+ * (its rank, nranks and store fields are ignored here).
+ */
+TIDE_API tide_status_t tide_comm_init_rank(tide_comm_t **comm, int nranks,
+                                           const tide_unique_id_t *id, int rank,
+                                           const tide_config_t *cfg);
+
+TIDE_API tide_status_t tide_comm_rank(const tide_comm_t *comm, int *rank);
+TIDE_API tide_status_t tide_comm_size(const tide_comm_t *comm, int *nranks);
+
+/* Ranks of this communicator on the caller's host (same boot id), and the
+ * caller's position among them. */
+TIDE_API tide_status_t tide_comm_local(const tide_comm_t *comm, int *local_rank, int *local_size);
+
+/* Membership epoch (0 at creation) and the stable member id of a rank.
+ * Member ids survive later shrink/grow; ranks are renumbered. */
+TIDE_API tide_status_t tide_comm_epoch(const tide_comm_t *comm, uint64_t *epoch);
+TIDE_API tide_status_t tide_comm_member_id(const tide_comm_t *comm, int rank, uint32_t *id);
+
+/* Free the communicator. Local: does not wait for other ranks. */
+TIDE_API tide_status_t tide_comm_destroy(tide_comm_t *comm);
+
+/* Free the communicator without waiting for anything: no store traffic,
+ * no collective step. Use it when the job is failing. */
+TIDE_API tide_status_t tide_comm_abort(tide_comm_t *comm);
+
+/* ----------------------------------------------------------------- store */
+
+/*
+ * The key-value store that ranks rendezvous through. A store obtained from
+ * a communicator is namespaced to it and borrowed (valid until the
+ * communicator is destroyed); one from tide_store_connect is the caller's
+ * and is freed with tide_store_destroy. Keys are NUL-terminated strings of
+ * at most 1024 bytes; values are bytes (TIDE_STORE_MAX_VALUE at most).
+ * Every call that can wait takes a timeout in ms (< 0: the bootstrap
+ * default). Calls on one store handle are thread-safe.
+ */
+typedef struct tide_store tide_store_t;
+
+TIDE_API tide_status_t tide_comm_store(tide_comm_t *comm, tide_store_t **store);
+
+/* Connect to a TCP store at "host:port" with its secret, retrying until
+ * timeout_ms while nothing listens there yet. */
+TIDE_API tide_status_t tide_store_connect(const char *addr, const char *secret, int timeout_ms,
+                                          tide_store_t **store);
+TIDE_API tide_status_t tide_store_destroy(tide_store_t *store);
+
+TIDE_API tide_status_t tide_store_set(tide_store_t *store, const char *key, const void *value,
+                                      size_t len);
+
+/* Wait until key exists, then return a copy of its value in *value
+ * (malloc'd; the caller frees it) and its length in *len. */
+TIDE_API tide_status_t tide_store_get(tide_store_t *store, const char *key, int timeout_ms,
+                                      void **value, size_t *len);
+
+/* Wait until every key of keys[0..nkeys) exists. */
+TIDE_API tide_status_t tide_store_wait(tide_store_t *store, const char *const *keys, size_t nkeys,
+                                       int timeout_ms);
+
+/* Atomically add delta to the 64-bit counter at key (created as 0) and
+ * return the new value in *result (may be NULL). */
+TIDE_API tide_status_t tide_store_add(tide_store_t *store, const char *key, int64_t delta,
+                                      int64_t *result);
+
+/* Compare-and-set: if key's value equals expected (expected == NULL: if
+ * key does not exist), set it to desired. *swapped says whether it did
+ * (may be NULL). */
+TIDE_API tide_status_t tide_store_cas(tide_store_t *store, const char *key, const void *expected,
+                                      size_t expected_len, const void *desired, size_t desired_len,
+                                      int *swapped);
+
+/* Delete key; *existed (may be NULL) says whether it was there. */
+TIDE_API tide_status_t tide_store_delete(tide_store_t *store, const char *key, int *existed);
+
+/* Wait until nparties callers on this store's namespace have called it
+ * (the n-th call of each caller meets the n-th call of the others). */
+TIDE_API tide_status_t tide_store_barrier(tide_store_t *store, int nparties, int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TIDE_H */

@@ -1,0 +1,361 @@
+/*
+ * TCP store client backend: one connection, one request at a time (a mutex
+ * serialises callers). The server answers wait timeouts itself; our own
+ * deadline is the wait plus the I/O timeout, after which the connection is
+ * considered broken and the next call reconnects and authenticates again.
+ * Replies are checked like requests are on the server: op, status, length
+ * and fields, before anything is used.
+ */
+#define TIDE_LOG_THIS TIDE_SUBSYS_BOOT
+#include "boot_store.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "util_log.h"
+#include "util_param.h"
+#include "util_random.h"
+#include "util_sock.h"
+#include "util_time.h"
+
+typedef struct tcp_client {
+    boot_backend_t be;
+    pthread_mutex_t lock;
+    int fd; /* -1: not connected */
+    tide_sockaddr_t addr;
+    char addr_s[TIDE_ADDR_STR_MAX];
+    char secret[TIDE_SECRET_MAX + 1];
+    int io_timeout_ms;
+    size_t max_body;
+} tcp_client_t;
+
+static tcp_client_t *to_client(boot_backend_t *be)
+{
+    return tide_container_of(be, tcp_client_t, be);
+}
+
+static tide_status_t reply_status(const tcp_client_t *cl, uint8_t op, uint8_t status,
+                                  const char *key)
+{
+    switch (status) {
+    case BOOT_R_OK:
+        return TIDE_SUCCESS;
+    case BOOT_R_TIMEOUT:
+        return TIDE_ERR_TIMEOUT;
+    case BOOT_R_NOT_FOUND:
+        return TIDE_ERR_NOT_FOUND;
+    case BOOT_R_AUTH:
+        tide_error("store %s refused our secret", cl->addr_s);
+        return TIDE_ERR_AUTH;
+    case BOOT_R_NOMEM:
+        tide_error("store %s: out of space for '%s' (TIDE_STORE_MAX_BYTES)", cl->addr_s, key);
+        return TIDE_ERR_NOMEM;
+    default:
+        tide_error("store %s refused request %u on '%s' as invalid", cl->addr_s, op, key);
+        return TIDE_ERR_INVALID;
+    }
+}
+
+static void client_drop(tcp_client_t *cl)
+{
+    if (cl->fd >= 0) {
+        close(cl->fd);
+        cl->fd = -1;
+    }
+}
+
+/* Send wr and receive the reply: header in *h, body (malloc'd) in *body. */
+static tide_status_t client_exchange(tcp_client_t *cl, boot_wr_t *wr, int64_t deadline,
+                                     boot_hdr_t *h, uint8_t **body)
+{
+    uint8_t hdr[BOOT_HDR_LEN];
+    tide_status_t st = boot_wr_finish(wr);
+    if (st != TIDE_SUCCESS)
+        return st;
+    if ((st = tide_sock_send_all(cl->fd, wr->buf, wr->len, deadline, "store request")) != 0 ||
+        (st = tide_sock_recv_all(cl->fd, hdr, sizeof(hdr), deadline, "store reply")) != 0)
+        return st;
+    if (boot_hdr_decode(hdr, cl->max_body, h) != TIDE_SUCCESS || h->op != wr->buf[4]) {
+        tide_error("store %s sent a malformed reply header", cl->addr_s);
+        return TIDE_ERR_IO;
+    }
+    *body = malloc(h->len ? h->len : 1);
+    if (!*body)
+        return TIDE_ERR_NOMEM;
+    st = tide_sock_recv_all(cl->fd, *body, h->len, deadline, "store reply");
+    if (st != TIDE_SUCCESS) {
+        free(*body);
+        *body = NULL;
+    }
+    return st;
+}
+
+static tide_status_t client_connect(tcp_client_t *cl, int64_t deadline)
+{
+    boot_wr_t wr;
+    boot_hdr_t h;
+    uint8_t *body = NULL;
+    tide_status_t st = tide_sock_connect(&cl->addr, deadline, &cl->fd);
+    if (st != TIDE_SUCCESS)
+        return st;
+    boot_wr_init(&wr, BOOT_OP_HELLO, 0);
+    boot_wr_u32(&wr, BOOT_PROTO_VERSION);
+    boot_wr_bytes(&wr, cl->secret, strlen(cl->secret));
+    st = client_exchange(cl, &wr, deadline, &h, &body);
+    boot_wr_free(&wr);
+    free(body);
+    if (st == TIDE_SUCCESS)
+        st = reply_status(cl, BOOT_OP_HELLO, h.status, "(hello)");
+    if (st != TIDE_SUCCESS) {
+        if (st != TIDE_ERR_AUTH)
+            tide_error("store %s: handshake failed: %s", cl->addr_s, tide_status_str(st));
+        client_drop(cl);
+    }
+    return st;
+}
+
+/*
+ * One request/reply round trip: connects first if needed; on success the
+ * reply's status is translated and its body handed to *body (for the
+ * caller to parse and free). Any I/O failure drops the connection.
+ */
+static tide_status_t client_rpc(tcp_client_t *cl, boot_wr_t *wr, int wait_ms, const char *key,
+                                uint8_t **body, size_t *body_len)
+{
+    int64_t deadline = tide_deadline_ms((int64_t)wait_ms + cl->io_timeout_ms);
+    boot_hdr_t h;
+    tide_status_t st = TIDE_SUCCESS;
+
+    *body = NULL;
+    pthread_mutex_lock(&cl->lock);
+    if (cl->fd < 0)
+        st = client_connect(cl, tide_deadline_ms(cl->io_timeout_ms));
+    if (st == TIDE_SUCCESS) {
+        st = client_exchange(cl, wr, deadline, &h, body);
+        if (st != TIDE_SUCCESS) {
+            tide_error("store %s: request on '%s' failed: %s", cl->addr_s, key,
+                       tide_status_str(st));
+            client_drop(cl);
+        }
+    }
+    pthread_mutex_unlock(&cl->lock);
+    boot_wr_free(wr);
+    if (st != TIDE_SUCCESS)
+        return st;
+    *body_len = h.len;
+    st = reply_status(cl, h.op, h.status, key);
+    if (st != TIDE_SUCCESS) {
+        free(*body);
+        *body = NULL;
+    }
+    return st;
+}
+
+/* Parse a reply body with exactly the fields the caller reads. */
+static tide_status_t reply_check(tcp_client_t *cl, const boot_rd_t *rd, const char *key)
+{
+    if (rd->bad || rd->left != 0) {
+        tide_error("store %s: malformed reply for '%s'", cl->addr_s, key);
+        pthread_mutex_lock(&cl->lock);
+        client_drop(cl);
+        pthread_mutex_unlock(&cl->lock);
+        return TIDE_ERR_IO;
+    }
+    return TIDE_SUCCESS;
+}
+
+static tide_status_t tcp_set(boot_backend_t *be, const char *key, const void *val, size_t len)
+{
+    tcp_client_t *cl = to_client(be);
+    boot_wr_t wr;
+    uint8_t *body;
+    size_t blen;
+    boot_wr_init(&wr, BOOT_OP_SET, 0);
+    boot_wr_bytes(&wr, key, strlen(key));
+    boot_wr_bytes(&wr, val, len);
+    tide_status_t st = client_rpc(cl, &wr, 0, key, &body, &blen);
+    free(body);
+    return st;
+}
+
+static tide_status_t tcp_get(boot_backend_t *be, const char *key, int timeout_ms, void **val,
+                             size_t *len)
+{
+    tcp_client_t *cl = to_client(be);
+    boot_wr_t wr;
+    uint8_t *body;
+    size_t blen;
+    boot_wr_init(&wr, BOOT_OP_GET, 0);
+    boot_wr_bytes(&wr, key, strlen(key));
+    boot_wr_u32(&wr, (uint32_t)TIDE_MIN((unsigned)timeout_ms, BOOT_TIMEOUT_MAX));
+    tide_status_t st = client_rpc(cl, &wr, timeout_ms, key, &body, &blen);
+    if (st == TIDE_ERR_TIMEOUT)
+        tide_error("store get '%s': not set within %d ms", key, timeout_ms);
+    if (st != TIDE_SUCCESS)
+        return st;
+    boot_rd_t rd = {.p = body, .left = blen};
+    const uint8_t *v;
+    size_t vlen;
+    boot_rd_bytes(&rd, blen, &v, &vlen);
+    st = reply_check(cl, &rd, key);
+    if (st == TIDE_SUCCESS) {
+        /* Hand back the body itself: move the value to its start. */
+        memmove(body, v, vlen);
+        *val = body;
+        *len = vlen;
+        return TIDE_SUCCESS;
+    }
+    free(body);
+    return st;
+}
+
+static tide_status_t tcp_wait(boot_backend_t *be, const char *const *keys, size_t nkeys,
+                              int timeout_ms)
+{
+    tcp_client_t *cl = to_client(be);
+    boot_wr_t wr;
+    uint8_t *body;
+    size_t blen;
+    boot_wr_init(&wr, BOOT_OP_WAIT, 0);
+    boot_wr_u32(&wr, (uint32_t)TIDE_MIN((unsigned)timeout_ms, BOOT_TIMEOUT_MAX));
+    boot_wr_u32(&wr, (uint32_t)nkeys);
+    for (size_t i = 0; i < nkeys; i++)
+        boot_wr_bytes(&wr, keys[i], strlen(keys[i]));
+    tide_status_t st = client_rpc(cl, &wr, timeout_ms, keys[0], &body, &blen);
+    if (st == TIDE_ERR_TIMEOUT)
+        tide_error("store wait for %zu keys ('%s'...): not all set within %d ms", nkeys, keys[0],
+                   timeout_ms);
+    if (st == TIDE_SUCCESS) {
+        boot_rd_t rd = {.p = body, .left = blen};
+        st = reply_check(cl, &rd, keys[0]);
+    }
+    free(body);
+    return st;
+}
+
+static tide_status_t tcp_add(boot_backend_t *be, const char *key, int64_t delta, int64_t *result)
+{
+    tcp_client_t *cl = to_client(be);
+    boot_wr_t wr;
+    uint8_t *body;
+    size_t blen;
+    boot_wr_init(&wr, BOOT_OP_ADD, 0);
+    boot_wr_bytes(&wr, key, strlen(key));
+    boot_wr_i64(&wr, delta);
+    tide_status_t st = client_rpc(cl, &wr, 0, key, &body, &blen);
+    if (st == TIDE_SUCCESS) {
+        boot_rd_t rd = {.p = body, .left = blen};
+        int64_t v = boot_rd_i64(&rd);
+        st = reply_check(cl, &rd, key);
+        if (st == TIDE_SUCCESS)
+            *result = v;
+    }
+    free(body);
+    return st;
+}
+
+static tide_status_t tcp_cas(boot_backend_t *be, const char *key, const void *expected,
+                             size_t exp_len, const void *desired, size_t des_len, bool *swapped)
+{
+    tcp_client_t *cl = to_client(be);
+    boot_wr_t wr;
+    uint8_t *body;
+    size_t blen;
+    boot_wr_init(&wr, BOOT_OP_CAS, 0);
+    boot_wr_bytes(&wr, key, strlen(key));
+    boot_wr_u8(&wr, expected != NULL);
+    boot_wr_bytes(&wr, expected ? expected : "", expected ? exp_len : 0);
+    boot_wr_bytes(&wr, desired, des_len);
+    tide_status_t st = client_rpc(cl, &wr, 0, key, &body, &blen);
+    if (st == TIDE_SUCCESS) {
+        boot_rd_t rd = {.p = body, .left = blen};
+        uint8_t v = boot_rd_u8(&rd);
+        st = reply_check(cl, &rd, key);
+        if (st == TIDE_SUCCESS)
+            *swapped = v != 0;
+    }
+    free(body);
+    return st;
+}
+
+static tide_status_t tcp_del(boot_backend_t *be, const char *key, bool *existed)
+{
+    tcp_client_t *cl = to_client(be);
+    boot_wr_t wr;
+    uint8_t *body;
+    size_t blen;
+    boot_wr_init(&wr, BOOT_OP_DEL, 0);
+    boot_wr_bytes(&wr, key, strlen(key));
+    tide_status_t st = client_rpc(cl, &wr, 0, key, &body, &blen);
+    if (st == TIDE_SUCCESS) {
+        boot_rd_t rd = {.p = body, .left = blen};
+        uint8_t v = boot_rd_u8(&rd);
+        st = reply_check(cl, &rd, key);
+        if (st == TIDE_SUCCESS)
+            *existed = v != 0;
+    }
+    free(body);
+    return st;
+}
+
+static void tcp_destroy(boot_backend_t *be)
+{
+    tcp_client_t *cl = to_client(be);
+    client_drop(cl);
+    pthread_mutex_destroy(&cl->lock);
+    free(cl);
+}
+
+static const boot_backend_ops_t tcp_client_ops = {
+    .name = "tcp",
+    .set = tcp_set,
+    .get = tcp_get,
+    .wait = tcp_wait,
+    .add = tcp_add,
+    .cas = tcp_cas,
+    .del = tcp_del,
+    .destroy = tcp_destroy,
+};
+
+tide_status_t boot_tcp_client_create(const char *addr, const char *secret, int timeout_ms,
+                                     boot_backend_t **out)
+{
+    char host[TIDE_HOST_MAX];
+    uint16_t port;
+    int64_t max_value;
+    int io_timeout;
+    tide_status_t st;
+    tcp_client_t *cl;
+
+    if (strlen(secret) > TIDE_SECRET_MAX) {
+        tide_error("store secret is longer than %d bytes", TIDE_SECRET_MAX);
+        return TIDE_ERR_INVALID;
+    }
+    if ((st = tide_param_int(TIDE_PARAM_STORE_MAX_VALUE, &max_value)) != TIDE_SUCCESS ||
+        (st = boot_default_timeout(&io_timeout)) != TIDE_SUCCESS ||
+        (st = tide_sock_split(addr, host, sizeof(host), &port)) != TIDE_SUCCESS)
+        return st;
+    cl = calloc(1, sizeof(*cl));
+    if (!cl) {
+        tide_error("store client: out of memory");
+        return TIDE_ERR_NOMEM;
+    }
+    cl->fd = -1;
+    cl->io_timeout_ms = io_timeout;
+    cl->max_body = boot_body_max((size_t)max_value);
+    snprintf(cl->secret, sizeof(cl->secret), "%s", secret);
+    pthread_mutex_init(&cl->lock, NULL);
+    if ((st = tide_sock_resolve(host, port, &cl->addr)) != TIDE_SUCCESS)
+        goto err_free;
+    tide_sock_str(&cl->addr, cl->addr_s, sizeof(cl->addr_s));
+    if ((st = client_connect(cl, tide_deadline_ms(timeout_ms))) != TIDE_SUCCESS)
+        goto err_free;
+    boot_backend_init(&cl->be, &tcp_client_ops);
+    *out = &cl->be;
+    return TIDE_SUCCESS;
+
+err_free:
+    pthread_mutex_destroy(&cl->lock);
+    free(cl);
+    return st;
+}

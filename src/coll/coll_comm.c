@@ -1,0 +1,419 @@
+/*
+ * Communicator lifecycle: creation from the environment or a unique id,
+ * the rendezvous that makes every rank known to every other, queries,
+ * destroy and abort.
+ *
+ * Rendezvous, in the communicator's namespace:
+ *   1. each rank claims sys/rank/<r> with compare-and-set, storing where it
+ *      runs (host, boot id, pid) and a random nonce: a second process
+ *      claiming the same rank fails at once, naming both;
+ *   2. each rank waits for all nranks claims; a timeout names the ranks
+ *      that never arrived;
+ *   3. hosts are compared (boot id) to give local rank and size.
+ */
+#define TIDE_LOG_THIS TIDE_SUBSYS_COLL
+#include "coll_comm.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "boot_detect.h"
+#include "boot_server.h"
+#include "boot_store.h"
+#include "boot_uid.h"
+#include "util_log.h"
+#include "util_random.h"
+
+#define PEER_MAGIC 0x52454550u /* "PEER" */
+
+/* The claim each rank stores (fixed layout, checked on read). */
+typedef struct peer_wire {
+    uint32_t magic;
+    uint32_t pid;
+    uint64_t nonce;
+    char host[COLL_HOST_MAX];
+    char boot_id[COLL_BOOT_ID_MAX];
+} peer_wire_t;
+
+static int env_inits; /* tide_comm_init calls so far: names their namespaces */
+
+static void self_peer(peer_wire_t *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->magic = PEER_MAGIC;
+    w->pid = (uint32_t)getpid();
+    tide_random_bytes(&w->nonce, sizeof(w->nonce));
+    gethostname(w->host, sizeof(w->host) - 1);
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (!f || !fgets(w->boot_id, sizeof(w->boot_id), f))
+        snprintf(w->boot_id, sizeof(w->boot_id), "host:%.32s", w->host);
+    if (f)
+        fclose(f);
+    w->boot_id[strcspn(w->boot_id, "\n")] = '\0';
+}
+
+static tide_status_t peer_parse(int rank, const void *val, size_t len, peer_wire_t *w)
+{
+    if (len != sizeof(*w)) {
+        tide_error("rendezvous: rank %d's record is %zu bytes, expected %zu", rank, len,
+                   sizeof(*w));
+        return TIDE_ERR_INVALID;
+    }
+    memcpy(w, val, sizeof(*w));
+    if (w->magic != PEER_MAGIC) {
+        tide_error("rendezvous: rank %d's record is not a Tide peer record", rank);
+        return TIDE_ERR_INVALID;
+    }
+    w->host[sizeof(w->host) - 1] = '\0';
+    w->boot_id[sizeof(w->boot_id) - 1] = '\0';
+    return TIDE_SUCCESS;
+}
+
+static tide_status_t claim_rank(tide_comm_t *comm, const peer_wire_t *self)
+{
+    char key[32];
+    void *val;
+    size_t len;
+    int swapped;
+    peer_wire_t other;
+
+    snprintf(key, sizeof(key), "rank/%d", comm->rank);
+    tide_status_t st = tide_store_cas(comm->sys, key, NULL, 0, self, sizeof(*self), &swapped);
+    if (st != TIDE_SUCCESS || swapped)
+        return st;
+    st = tide_store_get(comm->sys, key, 0, &val, &len);
+    if (st == TIDE_SUCCESS)
+        st = peer_parse(comm->rank, val, len, &other);
+    if (st == TIDE_SUCCESS) {
+        tide_error("rendezvous: rank %d is claimed twice: by %s:%u and by this process (%s:%u)",
+                   comm->rank, other.host, other.pid, self->host, self->pid);
+        st = TIDE_ERR_INVALID;
+    }
+    free(val);
+    return st;
+}
+
+/* After a wait timed out: say which ranks never claimed their slot. */
+static void report_missing(tide_comm_t *comm)
+{
+    char list[256] = "", key[32];
+    size_t n = 0, missing = 0;
+    for (int r = 0; r < comm->nranks; r++) {
+        void *val;
+        size_t len;
+        snprintf(key, sizeof(key), "rank/%d", r);
+        if (tide_store_get(comm->sys, key, 0, &val, &len) == TIDE_SUCCESS) {
+            free(val);
+            continue;
+        }
+        missing++;
+        if (n < sizeof(list) - 16)
+            n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%d", n ? "," : "", r);
+        else if (n < sizeof(list) - 4)
+            n += (size_t)snprintf(list + n, sizeof(list) - n, "...");
+    }
+    tide_error("rendezvous of %d ranks: %zu rank(s) did not arrive within %d ms: %s", comm->nranks,
+               missing, comm->timeout_ms, list);
+}
+
+static tide_status_t gather_peers(tide_comm_t *comm)
+{
+    char(*keys)[32] = calloc((size_t)comm->nranks, sizeof(*keys));
+    const char **kp = calloc((size_t)comm->nranks, sizeof(*kp));
+    tide_status_t st = TIDE_ERR_NOMEM;
+
+    if (!keys || !kp)
+        goto out;
+    for (int r = 0; r < comm->nranks; r++) {
+        snprintf(keys[r], sizeof(keys[r]), "rank/%d", r);
+        kp[r] = keys[r];
+    }
+    /* Waits are bounded by the store's key limit per call. */
+    for (int r = 0; r < comm->nranks; r += BOOT_WAIT_KEYS_MAX) {
+        size_t n = (size_t)TIDE_MIN(comm->nranks - r, (int)BOOT_WAIT_KEYS_MAX);
+        st = tide_store_wait(comm->sys, kp + r, n, comm->timeout_ms);
+        if (st == TIDE_ERR_TIMEOUT)
+            report_missing(comm);
+        if (st != TIDE_SUCCESS)
+            goto out;
+    }
+    for (int r = 0; r < comm->nranks && st == TIDE_SUCCESS; r++) {
+        void *val;
+        size_t len;
+        peer_wire_t w;
+        st = tide_store_get(comm->sys, keys[r], 0, &val, &len);
+        if (st != TIDE_SUCCESS)
+            break;
+        st = peer_parse(r, val, len, &w);
+        free(val);
+        comm->peers[r].pid = w.pid;
+        memcpy(comm->peers[r].host, w.host, sizeof(w.host));
+        memcpy(comm->peers[r].boot_id, w.boot_id, sizeof(w.boot_id));
+    }
+out:
+    free(kp);
+    free(keys);
+    return st;
+}
+
+static void compute_local(tide_comm_t *comm)
+{
+    const char *mine = comm->peers[comm->rank].boot_id;
+    comm->local_rank = comm->local_size = 0;
+    for (int r = 0; r < comm->nranks; r++) {
+        if (strcmp(comm->peers[r].boot_id, mine) != 0)
+            continue;
+        if (r < comm->rank)
+            comm->local_rank++;
+        comm->local_size++;
+    }
+}
+
+static void comm_free(tide_comm_t *comm)
+{
+    if (!comm)
+        return;
+    boot_store_free(comm->user);
+    boot_store_free(comm->sys);
+    if (comm->uid_attached)
+        boot_uid_release(comm->uid_nonce);
+    boot_server_stop_when_idle(comm->server);
+    free(comm->peers);
+    free(comm->member_ids);
+    free(comm);
+}
+
+static tide_status_t comm_alloc(int rank, int nranks, int timeout_ms, tide_comm_t **out)
+{
+    tide_comm_t *comm = calloc(1, sizeof(*comm));
+    if (!comm)
+        goto err_nomem;
+    comm->rank = rank;
+    comm->nranks = nranks;
+    comm->timeout_ms = timeout_ms;
+    comm->member_ids = calloc((size_t)nranks, sizeof(*comm->member_ids));
+    comm->peers = calloc((size_t)nranks, sizeof(*comm->peers));
+    if (!comm->member_ids || !comm->peers)
+        goto err_free;
+    for (int r = 0; r < nranks; r++)
+        comm->member_ids[r] = (uint32_t)r;
+    *out = comm;
+    return TIDE_SUCCESS;
+err_free:
+    comm_free(comm);
+err_nomem:
+    tide_error("communicator of %d ranks: out of memory", nranks);
+    return TIDE_ERR_NOMEM;
+}
+
+/* Given a backend and a namespace: make the views and run the rendezvous. */
+static tide_status_t comm_rendezvous(tide_comm_t *comm, boot_backend_t *be, const char *ns)
+{
+    char prefix[BOOT_PREFIX_MAX];
+    peer_wire_t self;
+    tide_status_t st;
+
+    snprintf(prefix, sizeof(prefix), "tide/%s/sys/", ns);
+    if ((st = boot_store_create(be, prefix, comm->timeout_ms, &comm->sys)) != TIDE_SUCCESS)
+        return st;
+    snprintf(prefix, sizeof(prefix), "tide/%s/user/", ns);
+    if ((st = boot_store_create(be, prefix, comm->timeout_ms, &comm->user)) != TIDE_SUCCESS)
+        return st;
+    comm->user->borrowed = true;
+    tide_log_set_thread_rank(comm->rank);
+    self_peer(&self);
+    if ((st = claim_rank(comm, &self)) != TIDE_SUCCESS || (st = gather_peers(comm)) != TIDE_SUCCESS)
+        return st;
+    compute_local(comm);
+    tide_info("communicator ready: rank %d of %d (local %d of %d), namespace %s", comm->rank,
+              comm->nranks, comm->local_rank, comm->local_size, ns);
+    return TIDE_SUCCESS;
+}
+
+/* The store backend a detected job uses: hosted here, remote or local. */
+static tide_status_t job_backend(tide_comm_t *comm, const boot_job_t *job, boot_backend_t **be)
+{
+    tide_status_t st;
+    if (job->nranks == 1 && !job->store[0])
+        return boot_store_mem_create(be);
+    if (job->host_store) {
+        char host[TIDE_HOST_MAX];
+        uint16_t port;
+        if ((st = tide_sock_split(job->store, host, sizeof(host), &port)) != TIDE_SUCCESS ||
+            (st = boot_server_start(host, port, job->secret, &comm->server)) != TIDE_SUCCESS)
+            return st;
+    }
+    return boot_tcp_client_create(job->store, job->secret, job->timeout_ms, be);
+}
+
+tide_status_t tide_comm_init(tide_comm_t **comm_out, const tide_config_t *cfg)
+{
+    char ns[32];
+    boot_job_t job;
+    boot_backend_t *be = NULL;
+    tide_comm_t *comm;
+    tide_status_t st;
+
+    if (!comm_out) {
+        tide_error("tide_comm_init: comm must not be NULL");
+        return TIDE_ERR_INVALID;
+    }
+    if ((st = boot_detect(cfg, &job)) != TIDE_SUCCESS)
+        return st;
+    if ((st = comm_alloc(job.rank, job.nranks, job.timeout_ms, &comm)) != TIDE_SUCCESS)
+        return st;
+    if ((st = job_backend(comm, &job, &be)) != TIDE_SUCCESS)
+        goto err_free;
+    snprintf(ns, sizeof(ns), "w%d", __atomic_fetch_add(&env_inits, 1, __ATOMIC_RELAXED));
+    st = comm_rendezvous(comm, be, ns);
+    boot_backend_unref(be);
+    if (st != TIDE_SUCCESS)
+        goto err_free;
+    if (job.source != BOOT_SRC_SINGLETON)
+        tide_log_set_rank(comm->rank);
+    *comm_out = comm;
+    return TIDE_SUCCESS;
+
+err_free:
+    tide_error("tide_comm_init (%s, rank %d of %d, store '%s') failed: %s",
+               boot_source_name(job.source), job.rank, job.nranks, job.store, tide_status_str(st));
+    comm_free(comm);
+    return st;
+}
+
+tide_status_t tide_get_unique_id(tide_unique_id_t *id)
+{
+    if (!id) {
+        tide_error("tide_get_unique_id: id must not be NULL");
+        return TIDE_ERR_INVALID;
+    }
+    return boot_uid_create(id);
+}
+
+tide_status_t tide_comm_init_rank(tide_comm_t **comm_out, int nranks, const tide_unique_id_t *id,
+                                  int rank, const tide_config_t *cfg)
+{
+    char ns[32];
+    boot_uid_t uid;
+    boot_backend_t *be;
+    tide_config_t c;
+    tide_comm_t *comm;
+    int timeout_ms;
+    tide_status_t st;
+
+    if (!comm_out || !id || nranks < 1 || rank < 0 || rank >= nranks) {
+        tide_error("tide_comm_init_rank: need comm and id, and 0 <= rank < nranks (rank %d, "
+                   "nranks %d)",
+                   rank, nranks);
+        return TIDE_ERR_INVALID;
+    }
+    if ((st = boot_uid_decode(id, &uid)) != TIDE_SUCCESS)
+        return st;
+    boot_config_read(cfg, &c);
+    timeout_ms = c.timeout_ms;
+    if (timeout_ms <= 0 && (st = boot_default_timeout(&timeout_ms)) != TIDE_SUCCESS)
+        return st;
+    if ((st = comm_alloc(rank, nranks, timeout_ms, &comm)) != TIDE_SUCCESS)
+        return st;
+    boot_uid_acquire(uid.nonce);
+    comm->uid_attached = true;
+    comm->uid_nonce = uid.nonce;
+    if ((st = boot_tcp_client_create(uid.addr, uid.secret, timeout_ms, &be)) != TIDE_SUCCESS)
+        goto err_free;
+    snprintf(ns, sizeof(ns), "u%016" PRIx64, uid.nonce);
+    st = comm_rendezvous(comm, be, ns);
+    boot_backend_unref(be);
+    if (st != TIDE_SUCCESS)
+        goto err_free;
+    *comm_out = comm;
+    return TIDE_SUCCESS;
+
+err_free:
+    tide_error("tide_comm_init_rank (rank %d of %d, store %s) failed: %s", rank, nranks, uid.addr,
+               tide_status_str(st));
+    comm_free(comm);
+    return st;
+}
+
+#define COMM_CHECK(comm, out, call)                                                                \
+    do {                                                                                           \
+        if (!(comm) || !(out)) {                                                                   \
+            tide_error(call ": comm and output must not be NULL");                                 \
+            return TIDE_ERR_INVALID;                                                               \
+        }                                                                                          \
+    } while (0)
+
+tide_status_t tide_comm_rank(const tide_comm_t *comm, int *rank)
+{
+    COMM_CHECK(comm, rank, "tide_comm_rank");
+    *rank = comm->rank;
+    return TIDE_SUCCESS;
+}
+
+tide_status_t tide_comm_size(const tide_comm_t *comm, int *nranks)
+{
+    COMM_CHECK(comm, nranks, "tide_comm_size");
+    *nranks = comm->nranks;
+    return TIDE_SUCCESS;
+}
+
+tide_status_t tide_comm_local(const tide_comm_t *comm, int *local_rank, int *local_size)
+{
+    if (!comm || (!local_rank && !local_size)) {
+        tide_error("tide_comm_local: comm and an output must not be NULL");
+        return TIDE_ERR_INVALID;
+    }
+    if (local_rank)
+        *local_rank = comm->local_rank;
+    if (local_size)
+        *local_size = comm->local_size;
+    return TIDE_SUCCESS;
+}
+
+tide_status_t tide_comm_epoch(const tide_comm_t *comm, uint64_t *epoch)
+{
+    COMM_CHECK(comm, epoch, "tide_comm_epoch");
+    *epoch = comm->epoch;
+    return TIDE_SUCCESS;
+}
+
+tide_status_t tide_comm_member_id(const tide_comm_t *comm, int rank, uint32_t *id)
+{
+    COMM_CHECK(comm, id, "tide_comm_member_id");
+    if (rank < 0 || rank >= comm->nranks) {
+        tide_error("tide_comm_member_id: rank %d is not in 0..%d", rank, comm->nranks - 1);
+        return TIDE_ERR_INVALID;
+    }
+    *id = comm->member_ids[rank];
+    return TIDE_SUCCESS;
+}
+
+tide_status_t tide_comm_store(tide_comm_t *comm, tide_store_t **store)
+{
+    COMM_CHECK(comm, store, "tide_comm_store");
+    *store = comm->user;
+    return TIDE_SUCCESS;
+}
+
+tide_status_t tide_comm_destroy(tide_comm_t *comm)
+{
+    if (!comm) {
+        tide_error("tide_comm_destroy: comm must not be NULL");
+        return TIDE_ERR_INVALID;
+    }
+    comm_free(comm);
+    return TIDE_SUCCESS;
+}
+
+tide_status_t tide_comm_abort(tide_comm_t *comm)
+{
+    if (!comm) {
+        tide_error("tide_comm_abort: comm must not be NULL");
+        return TIDE_ERR_INVALID;
+    }
+    tide_warn("communicator rank %d of %d aborted", comm->rank, comm->nranks);
+    comm_free(comm);
+    return TIDE_SUCCESS;
+}

@@ -1,0 +1,38 @@
+/*
+ * Communicator: the ranks of a group, their hosts, the membership epoch
+ * and stable member ids, and the store namespace they rendezvous in.
+ * Transports and collectives attach here in later layers.
+ */
+#ifndef TIDE_COLL_COMM_H
+#define TIDE_COLL_COMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "tide.h"
+
+#define COLL_HOST_MAX    64
+#define COLL_BOOT_ID_MAX 40
+
+typedef struct coll_peer {
+    uint32_t pid;
+    char host[COLL_HOST_MAX];
+    char boot_id[COLL_BOOT_ID_MAX]; /* same boot id: same host and kernel */
+} coll_peer_t;
+
+struct boot_server;
+
+struct tide_comm {
+    int rank, nranks;
+    int local_rank, local_size;
+    uint64_t epoch;
+    uint32_t *member_ids;       /* rank -> stable id */
+    coll_peer_t *peers;         /* rank -> where it runs */
+    tide_store_t *sys;          /* Tide's own keys of this communicator */
+    tide_store_t *user;         /* tide_comm_store(): the user's namespace */
+    struct boot_server *server; /* store hosted by this rank, if any */
+    bool uid_attached;
+    uint64_t uid_nonce;
+    int timeout_ms;
+};
+
+#endif

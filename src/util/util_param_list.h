@@ -1,0 +1,53 @@
+/*
+ * The one table of Tide's tunables and environment inputs.
+ * X(id, env name, type, default, range, help)
+ *   type:  INT (range "min:max"), SIZE (bytes, K/M/G suffixes, range
+ *          "min:max"), BOOL, STR, ENUM (range "a|b|c", value = index)
+ * Read only through tide_param_*(); docs/params.md is generated from this.
+ */
+#ifndef TIDE_UTIL_PARAM_LIST_H
+#define TIDE_UTIL_PARAM_LIST_H
+
+#define TIDE_PARAM_LIST(X)                                                                         \
+    X(LOG_LEVEL, "TIDE_LOG_LEVEL", ENUM, "warn", "error|warn|info|debug|trace",                    \
+      "Messages at this level and more severe are logged.")                                        \
+    X(LOG_SUBSYS, "TIDE_LOG_SUBSYS", STR, "all", "",                                               \
+      "Comma-separated subsystems to log (util,boot,p2p,coll,tool), 'all', or '^name' to "         \
+      "exclude one. Errors are always logged.")                                                    \
+    X(LOG_FILE, "TIDE_LOG_FILE", STR, "", "",                                                      \
+      "Log to this file instead of stderr; %h is replaced by the host name, %p by the pid.")       \
+    X(RANK, "TIDE_RANK", INT, "-1", "-1:16777215", "This process's rank (set by tiderun).")        \
+    X(SIZE, "TIDE_SIZE", INT, "-1", "-1:16777216", "Number of ranks (set by tiderun).")            \
+    X(LOCAL_RANK, "TIDE_LOCAL_RANK", INT, "-1", "-1:16777215",                                     \
+      "Rank among the ranks on this host (set by tiderun; informational).")                        \
+    X(STORE, "TIDE_STORE", STR, "", "", "host:port of the rendezvous store (set by tiderun).")     \
+    X(SECRET, "TIDE_SECRET", STR, "", "",                                                          \
+      "Per-job secret that store clients present (set by tiderun).")                               \
+    X(BOOTSTRAP_TIMEOUT, "TIDE_BOOTSTRAP_TIMEOUT", INT, "60000", "1:86400000",                     \
+      "Milliseconds a rendezvous or store wait may take before it fails.")                         \
+    X(BOOTSTRAP_ADDR, "TIDE_BOOTSTRAP_ADDR", STR, "", "",                                          \
+      "Address a process-hosted store (tide_get_unique_id, rank 0 under torchrun variables) "      \
+      "binds and advertises; default: the first non-loopback IPv4 interface that is up.")          \
+    X(STORE_MAX_VALUE, "TIDE_STORE_MAX_VALUE", SIZE, "1M", "1K:64M",                               \
+      "Largest value the store accepts; larger messages close the client's connection.")           \
+    X(STORE_MAX_BYTES, "TIDE_STORE_MAX_BYTES", SIZE, "256M", "1M:64G",                             \
+      "Total bytes of keys and values a store server holds before refusing writes.")               \
+    X(STORE_MAX_CONNS, "TIDE_STORE_MAX_CONNS", INT, "4096", "1:1048576",                           \
+      "Connections a store server accepts at once.")                                               \
+    X(STORE_AUTH_TIMEOUT, "TIDE_STORE_AUTH_TIMEOUT", INT, "10000", "1:3600000",                    \
+      "Milliseconds a new store connection has to authenticate before it is closed.")              \
+    X(TORCH_RANK, "RANK", INT, "-1", "-1:16777215",                                                \
+      "torchrun-style rank (read when TIDE_RANK "                                                  \
+      "is unset).")                                                                                \
+    X(TORCH_WORLD_SIZE, "WORLD_SIZE", INT, "-1", "-1:16777216", "torchrun-style number of ranks.") \
+    X(TORCH_MASTER_ADDR, "MASTER_ADDR", STR, "", "",                                               \
+      "torchrun-style store host; rank 0 hosts the store there.")                                  \
+    X(TORCH_MASTER_PORT, "MASTER_PORT", INT, "-1", "-1:65535", "torchrun-style store port.")       \
+    X(LAUNCHER_PMI_SIZE, "PMI_SIZE", INT, "-1", "-1:16777216",                                     \
+      "Set by PMI launchers; > 1 with no other rendezvous is refused as a silent singleton.")      \
+    X(LAUNCHER_OMPI_SIZE, "OMPI_COMM_WORLD_SIZE", INT, "-1", "-1:16777216",                        \
+      "Set by Open MPI's mpirun; > 1 with no other rendezvous is refused.")                        \
+    X(LAUNCHER_SLURM_NTASKS, "SLURM_NTASKS", INT, "-1", "-1:16777216",                             \
+      "Set by srun; > 1 with no other rendezvous is refused.")
+
+#endif
