@@ -45,11 +45,12 @@ tide_status_t boot_store_create(boot_backend_t *be, const char *prefix, int defa
         tide_error("store prefix '%s' is longer than %d bytes", prefix, BOOT_PREFIX_MAX - 1);
         return TIDE_ERR_INVALID;
     }
-    if (default_timeout_ms < 0) {
-        tide_status_t st = boot_default_timeout(&default_timeout_ms);
-        if (st != TIDE_SUCCESS)
-            return st;
-    }
+    int64_t max_value;
+    tide_status_t st = tide_param_int(TIDE_PARAM_STORE_MAX_VALUE, &max_value);
+    if (st != TIDE_SUCCESS)
+        return st;
+    if (default_timeout_ms < 0 && (st = boot_default_timeout(&default_timeout_ms)) != TIDE_SUCCESS)
+        return st;
     s = calloc(1, sizeof(*s));
     if (!s) {
         tide_error("store: out of memory");
@@ -60,6 +61,7 @@ tide_status_t boot_store_create(boot_backend_t *be, const char *prefix, int defa
     memcpy(s->prefix, prefix, len + 1);
     s->prefix_len = len;
     s->default_timeout_ms = default_timeout_ms;
+    s->max_value = (size_t)max_value;
     pthread_mutex_init(&s->lock, NULL);
     *out = s;
     return TIDE_SUCCESS;
@@ -135,6 +137,21 @@ static tide_status_t full_key(const tide_store_t *s, const char *key, char *buf,
     return TIDE_SUCCESS;
 }
 
+static tide_status_t check_value(const tide_store_t *s, const char *key, const void *val,
+                                 size_t len, const char *what)
+{
+    if (!val && len) {
+        tide_error("%s('%s'): value is NULL with length %zu", what, key, len);
+        return TIDE_ERR_INVALID;
+    }
+    if (len > s->max_value) {
+        tide_error("%s('%s'): %zu bytes is over TIDE_STORE_MAX_VALUE (%zu)", what, key, len,
+                   s->max_value);
+        return TIDE_ERR_INVALID;
+    }
+    return TIDE_SUCCESS;
+}
+
 static int pick_timeout(const tide_store_t *s, int timeout_ms)
 {
     return timeout_ms < 0 ? s->default_timeout_ms : timeout_ms;
@@ -146,10 +163,8 @@ tide_status_t tide_store_set(tide_store_t *store, const char *key, const void *v
     tide_status_t st = full_key(store, key, k, "tide_store_set");
     if (st != TIDE_SUCCESS)
         return st;
-    if (!value && len) {
-        tide_error("tide_store_set('%s'): value is NULL with length %zu", k, len);
-        return TIDE_ERR_INVALID;
-    }
+    if ((st = check_value(store, k, value, len, "tide_store_set")) != TIDE_SUCCESS)
+        return st;
     return store->be->ops->set(store->be, k, value ? value : "", len);
 }
 
@@ -220,10 +235,10 @@ tide_status_t tide_store_cas(tide_store_t *store, const char *key, const void *e
     tide_status_t st = full_key(store, key, k, "tide_store_cas");
     if (st != TIDE_SUCCESS)
         return st;
-    if (!desired && desired_len) {
-        tide_error("tide_store_cas('%s'): desired is NULL with length %zu", k, desired_len);
-        return TIDE_ERR_INVALID;
-    }
+    if ((st = check_value(store, k, desired, desired_len, "tide_store_cas")) != TIDE_SUCCESS ||
+        (st = check_value(store, k, expected, expected ? expected_len : 0, "tide_store_cas")) !=
+            TIDE_SUCCESS)
+        return st;
     st = store->be->ops->cas(store->be, k, expected, expected ? expected_len : 0,
                              desired ? desired : "", desired_len, &sw);
     if (st == TIDE_SUCCESS && swapped)

@@ -54,7 +54,8 @@ struct tide_store {
     char prefix[BOOT_PREFIX_MAX];
     size_t prefix_len;
     int default_timeout_ms;
-    bool borrowed; /* belongs to a communicator: tide_store_destroy refuses */
+    size_t max_value; /* TIDE_STORE_MAX_VALUE, checked before any backend */
+    bool borrowed;    /* belongs to a communicator: tide_store_destroy refuses */
     pthread_mutex_t lock;
     uint64_t barrier_seq;
 };

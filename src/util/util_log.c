@@ -66,7 +66,9 @@ static void expand_path(const char *in, char *out, size_t cap)
     out[n] = '\0';
 }
 
-static void log_configure(void)
+/* Apply TIDE_LOG_*; called with log_lock held. Problems are written into
+ * complaint (to be logged once the lock is released). */
+static void log_configure(char *complaint, size_t cap)
 {
     int64_t level = TIDE_LOG_WARN;
     char subsys[256] = "all", file[512] = "", path[600];
@@ -97,26 +99,35 @@ static void log_configure(void)
     }
     tide_log_mask_ = parse_subsys(subsys);
     tide_log_level_ = (int)level;
+    complaint[0] = '\0';
     if (bad_level)
-        tide_warn("TIDE_LOG_LEVEL='%s' is not one of error|warn|info|debug|trace; using warn",
-                  getenv("TIDE_LOG_LEVEL"));
-    if (file[0] && !log_file)
-        tide_warn("cannot open TIDE_LOG_FILE '%s': %m; logging to stderr", path);
+        snprintf(complaint, cap,
+                 "TIDE_LOG_LEVEL='%.64s' is not one of error|warn|info|debug|trace; using warn",
+                 getenv("TIDE_LOG_LEVEL"));
+    else if (file[0] && !log_file)
+        snprintf(complaint, cap, "cannot open TIDE_LOG_FILE '%.256s': %s; logging to stderr", path,
+                 strerror(errno));
+}
+
+static void log_apply(bool only_once)
+{
+    char complaint[512] = "";
+    pthread_mutex_lock(&log_lock);
+    if (!only_once || !__atomic_load_n(&tide_log_ready_, __ATOMIC_ACQUIRE))
+        log_configure(complaint, sizeof(complaint));
+    pthread_mutex_unlock(&log_lock);
+    if (complaint[0])
+        tide_warn("%s", complaint);
 }
 
 void tide_log_init(void)
 {
-    pthread_mutex_lock(&log_lock);
-    if (!__atomic_load_n(&tide_log_ready_, __ATOMIC_ACQUIRE))
-        log_configure();
-    pthread_mutex_unlock(&log_lock);
+    log_apply(true);
 }
 
 void tide_log_reinit(void)
 {
-    pthread_mutex_lock(&log_lock);
-    log_configure();
-    pthread_mutex_unlock(&log_lock);
+    log_apply(false);
 }
 
 void tide_log_set_rank(int rank)
