@@ -171,7 +171,10 @@ TIDE_API tide_status_t tide_comm_local(const tide_comm_t *comm, int *local_rank,
 TIDE_API tide_status_t tide_comm_epoch(const tide_comm_t *comm, uint64_t *epoch);
 TIDE_API tide_status_t tide_comm_member_id(const tide_comm_t *comm, int rank, uint32_t *id);
 
-/* Free the communicator. Local: does not wait for other ranks. */
+/* Free the communicator. Local, except on the rank that hosts the store
+ * (rank 0 under torchrun variables; the process that made the unique id,
+ * with its last communicator): it keeps the store up until the other
+ * ranks have disconnected, for at most the bootstrap timeout. */
 TIDE_API tide_status_t tide_comm_destroy(tide_comm_t *comm);
 
 /* Free the communicator without waiting for anything: no store traffic,

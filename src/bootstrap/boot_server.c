@@ -696,6 +696,19 @@ void boot_server_stop(boot_server_t *s)
     server_free(s);
 }
 
+void boot_server_drain(boot_server_t *s, int timeout_ms)
+{
+    if (!s)
+        return;
+    int64_t deadline = tide_deadline_ms(timeout_ms);
+    while (boot_server_nconns(s) > 0 && tide_ms_left(deadline) > 0)
+        usleep(2000);
+    if (boot_server_nconns(s) > 0)
+        tide_warn("store server: %d client(s) still connected after %d ms; stopping anyway",
+                  boot_server_nconns(s), timeout_ms);
+    boot_server_stop(s);
+}
+
 void boot_server_stop_when_idle(boot_server_t *s)
 {
     if (!s)

@@ -29,6 +29,10 @@ int boot_server_nconns(const boot_server_t *s);
 /* Stop now: closes every connection, joins the thread, frees s. */
 void boot_server_stop(boot_server_t *s);
 
+/* Keep serving until no client is connected or timeout_ms passed, then
+ * stop and free s. Blocks. */
+void boot_server_drain(boot_server_t *s, int timeout_ms);
+
 /* Stop once no client is connected (at once if none is); the server then
  * frees itself. s must not be used after this call. */
 void boot_server_stop_when_idle(boot_server_t *s);

@@ -139,7 +139,7 @@ void boot_uid_acquire(uint64_t nonce)
     pthread_mutex_unlock(&registry_lock);
 }
 
-void boot_uid_release(uint64_t nonce)
+void boot_uid_release(uint64_t nonce, int drain_ms)
 {
     uid_server_t *gone = NULL;
     pthread_mutex_lock(&registry_lock);
@@ -152,7 +152,7 @@ void boot_uid_release(uint64_t nonce)
     }
     pthread_mutex_unlock(&registry_lock);
     if (gone) {
-        boot_server_stop_when_idle(gone->server);
+        boot_server_drain(gone->server, drain_ms);
         free(gone);
     }
 }

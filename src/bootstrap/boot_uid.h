@@ -24,6 +24,9 @@ tide_status_t boot_uid_decode(const tide_unique_id_t *id, boot_uid_t *uid);
 
 /* Reference the server of nonce if this process hosts it (no-op if not). */
 void boot_uid_acquire(uint64_t nonce);
-void boot_uid_release(uint64_t nonce);
+
+/* Drop a reference; the last one keeps the server up until its clients
+ * have left (at most drain_ms; 0: stop now), then stops it. */
+void boot_uid_release(uint64_t nonce, int drain_ms);
 
 #endif

@@ -15,6 +15,7 @@
 #include "coll_comm.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,34 @@ typedef struct peer_wire {
     char boot_id[COLL_BOOT_ID_MAX];
 } peer_wire_t;
 
-static int env_inits; /* tide_comm_init calls so far: names their namespaces */
+/*
+ * Namespaces of tide_comm_init: the k-th communicator a rank creates from
+ * the environment or a config lives under "w<k>". Every rank counts the
+ * same way, whether ranks are processes or threads of one process (so
+ * the count is kept per rank).
+ */
+static pthread_mutex_t inits_lock = PTHREAD_MUTEX_INITIALIZER;
+static int *inits_by_rank;
+static int inits_cap;
+
+static int next_init_index(int rank)
+{
+    int k = -1;
+    pthread_mutex_lock(&inits_lock);
+    if (rank >= inits_cap) {
+        int cap = TIDE_MAX(rank + 1, inits_cap * 2);
+        int *grown = realloc(inits_by_rank, (size_t)cap * sizeof(int));
+        if (grown) {
+            memset(grown + inits_cap, 0, (size_t)(cap - inits_cap) * sizeof(int));
+            inits_by_rank = grown;
+            inits_cap = cap;
+        }
+    }
+    if (rank < inits_cap)
+        k = inits_by_rank[rank]++;
+    pthread_mutex_unlock(&inits_lock);
+    return k;
+}
 
 static void self_peer(peer_wire_t *w)
 {
@@ -171,15 +199,18 @@ static void compute_local(tide_comm_t *comm)
     }
 }
 
-static void comm_free(tide_comm_t *comm)
+/* drain: a rank hosting the store keeps it up until the others have left
+ * (bounded by the bootstrap timeout); abort does not wait. */
+static void comm_free(tide_comm_t *comm, bool drain)
 {
     if (!comm)
         return;
+    int drain_ms = drain ? comm->timeout_ms : 0;
     boot_store_free(comm->user);
     boot_store_free(comm->sys);
     if (comm->uid_attached)
-        boot_uid_release(comm->uid_nonce);
-    boot_server_stop_when_idle(comm->server);
+        boot_uid_release(comm->uid_nonce, drain_ms);
+    boot_server_drain(comm->server, drain_ms);
     free(comm->peers);
     free(comm->member_ids);
     free(comm);
@@ -202,7 +233,7 @@ static tide_status_t comm_alloc(int rank, int nranks, int timeout_ms, tide_comm_
     *out = comm;
     return TIDE_SUCCESS;
 err_free:
-    comm_free(comm);
+    comm_free(comm, false);
 err_nomem:
     tide_error("communicator of %d ranks: out of memory", nranks);
     return TIDE_ERR_NOMEM;
@@ -266,7 +297,13 @@ tide_status_t tide_comm_init(tide_comm_t **comm_out, const tide_config_t *cfg)
         return st;
     if ((st = job_backend(comm, &job, &be)) != TIDE_SUCCESS)
         goto err_free;
-    snprintf(ns, sizeof(ns), "w%d", __atomic_fetch_add(&env_inits, 1, __ATOMIC_RELAXED));
+    int k = next_init_index(job.rank);
+    if (k < 0) {
+        st = TIDE_ERR_NOMEM;
+        boot_backend_unref(be);
+        goto err_free;
+    }
+    snprintf(ns, sizeof(ns), "w%d", k);
     st = comm_rendezvous(comm, be, ns);
     boot_backend_unref(be);
     if (st != TIDE_SUCCESS)
@@ -279,7 +316,7 @@ tide_status_t tide_comm_init(tide_comm_t **comm_out, const tide_config_t *cfg)
 err_free:
     tide_error("tide_comm_init (%s, rank %d of %d, store '%s') failed: %s",
                boot_source_name(job.source), job.rank, job.nranks, job.store, tide_status_str(st));
-    comm_free(comm);
+    comm_free(comm, false);
     return st;
 }
 
@@ -333,7 +370,7 @@ tide_status_t tide_comm_init_rank(tide_comm_t **comm_out, int nranks, const tide
 err_free:
     tide_error("tide_comm_init_rank (rank %d of %d, store %s) failed: %s", rank, nranks, uid.addr,
                tide_status_str(st));
-    comm_free(comm);
+    comm_free(comm, false);
     return st;
 }
 
@@ -403,7 +440,7 @@ tide_status_t tide_comm_destroy(tide_comm_t *comm)
         tide_error("tide_comm_destroy: comm must not be NULL");
         return TIDE_ERR_INVALID;
     }
-    comm_free(comm);
+    comm_free(comm, true);
     return TIDE_SUCCESS;
 }
 
@@ -414,6 +451,6 @@ tide_status_t tide_comm_abort(tide_comm_t *comm)
         return TIDE_ERR_INVALID;
     }
     tide_warn("communicator rank %d of %d aborted", comm->rank, comm->nranks);
-    comm_free(comm);
+    comm_free(comm, false);
     return TIDE_SUCCESS;
 }

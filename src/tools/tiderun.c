@@ -486,8 +486,10 @@ int main(int argc, char **argv)
     sigset_t mask;
     int sfd, code = 1;
 
-    if (parse_args(&job, argc, argv) != 0)
+    if (parse_args(&job, argc, argv) != 0) {
+        free(job.extra_env);
         return 2;
+    }
     job.ranks = calloc((size_t)job.n, sizeof(*job.ranks));
     if (!job.ranks)
         return 1;
