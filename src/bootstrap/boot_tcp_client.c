@@ -164,18 +164,34 @@ static tide_status_t reply_check(tcp_client_t *cl, const boot_rd_t *rd, const ch
     return TIDE_SUCCESS;
 }
 
-static tide_status_t tcp_set(boot_backend_t *be, const char *key, const void *val, size_t len)
+/* What a reply body holds besides its status. */
+typedef enum reply_shape { REPLY_EMPTY, REPLY_U8, REPLY_I64 } reply_shape_t;
+
+/* A round trip whose reply is empty or one scalar, returned in *out. */
+static tide_status_t client_call(tcp_client_t *cl, boot_wr_t *wr, int wait_ms, const char *key,
+                                 reply_shape_t shape, int64_t *out)
 {
-    tcp_client_t *cl = to_client(be);
-    boot_wr_t wr;
     uint8_t *body;
     size_t blen;
+    tide_status_t st = client_rpc(cl, wr, wait_ms, key, &body, &blen);
+    if (st != TIDE_SUCCESS)
+        return st;
+    boot_rd_t rd = {.p = body, .left = blen};
+    int64_t v = shape == REPLY_U8 ? boot_rd_u8(&rd) : shape == REPLY_I64 ? boot_rd_i64(&rd) : 0;
+    st = reply_check(cl, &rd, key);
+    free(body);
+    if (st == TIDE_SUCCESS && out)
+        *out = v;
+    return st;
+}
+
+static tide_status_t tcp_set(boot_backend_t *be, const char *key, const void *val, size_t len)
+{
+    boot_wr_t wr;
     boot_wr_init(&wr, BOOT_OP_SET, 0);
     boot_wr_bytes(&wr, key, strlen(key));
     boot_wr_bytes(&wr, val, len);
-    tide_status_t st = client_rpc(cl, &wr, 0, key, &body, &blen);
-    free(body);
-    return st;
+    return client_call(to_client(be), &wr, 0, key, REPLY_EMPTY, NULL);
 }
 
 static tide_status_t tcp_get(boot_backend_t *be, const char *key, int timeout_ms, void **val,
@@ -198,103 +214,67 @@ static tide_status_t tcp_get(boot_backend_t *be, const char *key, int timeout_ms
     size_t vlen;
     boot_rd_bytes(&rd, blen, &v, &vlen);
     st = reply_check(cl, &rd, key);
-    if (st == TIDE_SUCCESS) {
-        /* Hand back the body itself: move the value to its start. */
-        memmove(body, v, vlen);
-        *val = body;
-        *len = vlen;
-        return TIDE_SUCCESS;
+    if (st != TIDE_SUCCESS) {
+        free(body);
+        return st;
     }
-    free(body);
-    return st;
+    /* Hand back the body itself, the value moved to its start. */
+    memmove(body, v, vlen);
+    *val = body;
+    *len = vlen;
+    return TIDE_SUCCESS;
 }
 
 static tide_status_t tcp_wait(boot_backend_t *be, const char *const *keys, size_t nkeys,
                               int timeout_ms)
 {
-    tcp_client_t *cl = to_client(be);
     boot_wr_t wr;
-    uint8_t *body;
-    size_t blen;
     boot_wr_init(&wr, BOOT_OP_WAIT, 0);
     boot_wr_u32(&wr, (uint32_t)TIDE_MIN((unsigned)timeout_ms, BOOT_TIMEOUT_MAX));
     boot_wr_u32(&wr, (uint32_t)nkeys);
     for (size_t i = 0; i < nkeys; i++)
         boot_wr_bytes(&wr, keys[i], strlen(keys[i]));
-    tide_status_t st = client_rpc(cl, &wr, timeout_ms, keys[0], &body, &blen);
+    tide_status_t st = client_call(to_client(be), &wr, timeout_ms, keys[0], REPLY_EMPTY, NULL);
     if (st == TIDE_ERR_TIMEOUT)
         tide_error("store wait for %zu keys ('%s'...): not all set within %d ms", nkeys, keys[0],
                    timeout_ms);
-    if (st == TIDE_SUCCESS) {
-        boot_rd_t rd = {.p = body, .left = blen};
-        st = reply_check(cl, &rd, keys[0]);
-    }
-    free(body);
     return st;
 }
 
 static tide_status_t tcp_add(boot_backend_t *be, const char *key, int64_t delta, int64_t *result)
 {
-    tcp_client_t *cl = to_client(be);
     boot_wr_t wr;
-    uint8_t *body;
-    size_t blen;
     boot_wr_init(&wr, BOOT_OP_ADD, 0);
     boot_wr_bytes(&wr, key, strlen(key));
     boot_wr_i64(&wr, delta);
-    tide_status_t st = client_rpc(cl, &wr, 0, key, &body, &blen);
-    if (st == TIDE_SUCCESS) {
-        boot_rd_t rd = {.p = body, .left = blen};
-        int64_t v = boot_rd_i64(&rd);
-        st = reply_check(cl, &rd, key);
-        if (st == TIDE_SUCCESS)
-            *result = v;
-    }
-    free(body);
-    return st;
+    return client_call(to_client(be), &wr, 0, key, REPLY_I64, result);
 }
 
 static tide_status_t tcp_cas(boot_backend_t *be, const char *key, const void *expected,
                              size_t exp_len, const void *desired, size_t des_len, bool *swapped)
 {
-    tcp_client_t *cl = to_client(be);
     boot_wr_t wr;
-    uint8_t *body;
-    size_t blen;
+    int64_t v;
     boot_wr_init(&wr, BOOT_OP_CAS, 0);
     boot_wr_bytes(&wr, key, strlen(key));
     boot_wr_u8(&wr, expected != NULL);
     boot_wr_bytes(&wr, expected ? expected : "", expected ? exp_len : 0);
     boot_wr_bytes(&wr, desired, des_len);
-    tide_status_t st = client_rpc(cl, &wr, 0, key, &body, &blen);
-    if (st == TIDE_SUCCESS) {
-        boot_rd_t rd = {.p = body, .left = blen};
-        uint8_t v = boot_rd_u8(&rd);
-        st = reply_check(cl, &rd, key);
-        if (st == TIDE_SUCCESS)
-            *swapped = v != 0;
-    }
-    free(body);
+    tide_status_t st = client_call(to_client(be), &wr, 0, key, REPLY_U8, &v);
+    if (st == TIDE_SUCCESS)
+        *swapped = v != 0;
     return st;
 }
 
 static tide_status_t tcp_del(boot_backend_t *be, const char *key, bool *existed)
 {
-    tcp_client_t *cl = to_client(be);
     boot_wr_t wr;
-    uint8_t *body;
-    size_t blen;
+    int64_t v;
     boot_wr_init(&wr, BOOT_OP_DEL, 0);
     boot_wr_bytes(&wr, key, strlen(key));
-    tide_status_t st = client_rpc(cl, &wr, 0, key, &body, &blen);
-    if (st == TIDE_SUCCESS) {
-        boot_rd_t rd = {.p = body, .left = blen};
-        uint8_t v = boot_rd_u8(&rd);
-        st = reply_check(cl, &rd, key);
-        if (st == TIDE_SUCCESS)
-            *existed = v != 0;
-    }
-    free(body);
+    tide_status_t st = client_call(to_client(be), &wr, 0, key, REPLY_U8, &v);
+    if (st == TIDE_SUCCESS)
+        *existed = v != 0;
     return st;
 }
 
