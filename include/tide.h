@@ -233,6 +233,124 @@ TIDE_API tide_status_t tide_store_delete(tide_store_t *store, const char *key, i
  * (the n-th call of each caller meets the n-th call of the others). */
 TIDE_API tide_status_t tide_store_barrier(tide_store_t *store, int nparties, int timeout_ms);
 
+/* ------------------------------------------------------ transfer engine */
+
+/*
+ * The transfer engine moves bytes between registered memory of processes:
+ * one-sided WRITE and READ requests, submitted in batches, split into
+ * slices and carried over shared memory (peers on the same host) or TCP
+ * streams. A path that fails is replaced by another one to the same peer;
+ * only when none is left does the batch fail. Usable without collectives.
+ *
+ * Threading: engine calls may come from any thread; several threads may
+ * submit concurrently. A batch is waited on or tested by one thread at a
+ * time.
+ */
+typedef struct tide_engine tide_engine_t;
+typedef struct tide_batch tide_batch_t;
+
+/* Transport bits for tide_engine_config_t.transports. */
+#define TIDE_TRANSPORT_SHM 0x1u
+#define TIDE_TRANSPORT_TCP 0x2u
+
+typedef struct tide_engine_config {
+    size_t size;             /* sizeof(tide_engine_config_t) */
+    unsigned int transports; /* 0: TIDE_TRANSPORTS (default shm,tcp) */
+    int tcp_streams;         /* 0: TIDE_TCP_STREAMS */
+    size_t slice_size;       /* 0: TIDE_SLICE_SIZE */
+    int timeout_ms;          /* setup waits; 0: TIDE_BOOTSTRAP_TIMEOUT */
+} tide_engine_config_t;
+
+#define TIDE_ENGINE_CONFIG_INIT                                                                    \
+    {                                                                                              \
+        sizeof(tide_engine_config_t), 0, 0, 0, 0                                                   \
+    }
+
+/* Create an engine over the ranks of a communicator (collective over
+ * them: it exchanges endpoints through the store). cfg may be NULL. The
+ * engine is the caller's until tide_engine_destroy; the communicator must
+ * outlive it. */
+TIDE_API tide_status_t tide_engine_create(tide_comm_t *comm, const tide_engine_config_t *cfg,
+                                          tide_engine_t **engine);
+
+/* The same, over a store the caller shares with nranks processes (ranks
+ * 0..nranks-1, this one being rank); for programs that move data without
+ * collectives. Collective over the nranks. */
+TIDE_API tide_status_t tide_engine_create_from_store(tide_store_t *store, int rank, int nranks,
+                                                     const tide_engine_config_t *cfg,
+                                                     tide_engine_t **engine);
+
+/* Fails in-flight batches (TIDE_ERR_REVOKED), closes every path, frees
+ * the engine. Segments memory from tide_segment_alloc is unmapped;
+ * registered user memory stays the user's. */
+TIDE_API tide_status_t tide_engine_destroy(tide_engine_t *engine);
+
+/* Register [addr, addr+len) of the caller's memory as a segment that peers
+ * may WRITE into and READ from; *id names it to them. The memory stays the
+ * caller's and must stay valid until tide_segment_free. Publishes its
+ * descriptor; not collective. */
+TIDE_API tide_status_t tide_segment_register(tide_engine_t *engine, void *addr, size_t len,
+                                             uint32_t *id);
+
+/* Allocate len bytes of shared memory (memfd) as a segment: peers on this
+ * host map it and reach it with one memcpy. *addr is valid until
+ * tide_segment_free. */
+TIDE_API tide_status_t tide_segment_alloc(tide_engine_t *engine, size_t len, void **addr,
+                                          uint32_t *id);
+
+/* Withdraw a local segment (and unmap it if allocated). Operations of
+ * peers on it must have finished. */
+TIDE_API tide_status_t tide_segment_free(tide_engine_t *engine, uint32_t id);
+
+/* Make peer's segment id usable as a remote segment: fetch its descriptor
+ * (waiting up to timeout_ms, < 0: default, for the peer to publish it)
+ * and map it when shared memory reaches the peer. Idempotent. */
+TIDE_API tide_status_t tide_segment_open(tide_engine_t *engine, int peer, uint32_t id,
+                                         int timeout_ms);
+
+typedef enum tide_op { TIDE_OP_WRITE = 0, TIDE_OP_READ = 1 } tide_op_t;
+
+/* WRITE: local -> peer's segment; READ: peer's segment -> local. */
+typedef struct tide_request {
+    tide_op_t op;
+    uint32_t local_segment;
+    uint64_t local_offset;
+    int peer;
+    uint32_t remote_segment; /* opened with tide_segment_open */
+    uint64_t remote_offset;
+    uint64_t length; /* > 0 */
+} tide_request_t;
+
+/* Batch flags */
+#define TIDE_BATCH_NOTIFY 0x1u /* when every WRITE has landed, notify each target peer */
+
+/* Submit n requests as one batch. Every request is checked (segments,
+ * bounds, peer) before anything moves; a bad one fails the call with
+ * TIDE_ERR_INVALID and nothing is posted. Does not block on the network.
+ * *batch is the caller's until tide_batch_free. */
+TIDE_API tide_status_t tide_batch_submit(tide_engine_t *engine, const tide_request_t *reqs,
+                                         size_t n, unsigned int flags, tide_batch_t **batch);
+
+/* TIDE_SUCCESS when every request completed, TIDE_IN_PROGRESS while some
+ * are running, or the batch's error (TIDE_ERR_LINK, TIDE_ERR_PEER, ...). */
+TIDE_API tide_status_t tide_batch_test(tide_batch_t *batch);
+
+/* Wait for the batch up to timeout_ms (< 0: forever is not offered; it
+ * means the bootstrap default). Spins briefly, then blocks. TIDE_ERR_TIMEOUT
+ * leaves the batch running: wait again or destroy the engine. */
+TIDE_API tide_status_t tide_batch_wait(tide_batch_t *batch, int timeout_ms);
+
+/* Release a finished batch; a running one is refused (TIDE_IN_PROGRESS). */
+TIDE_API tide_status_t tide_batch_free(tide_batch_t *batch);
+
+/* Notifications received from peer so far (TIDE_BATCH_NOTIFY batches of
+ * that peer whose writes landed here). */
+TIDE_API tide_status_t tide_notify_count(tide_engine_t *engine, int peer, uint64_t *count);
+
+/* Wait until at least count notifications from peer have arrived. */
+TIDE_API tide_status_t tide_notify_wait(tide_engine_t *engine, int peer, uint64_t count,
+                                        int timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif

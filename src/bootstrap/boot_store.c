@@ -87,6 +87,14 @@ void boot_store_free(tide_store_t *s)
     free(s);
 }
 
+uint32_t boot_store_next_index(tide_store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    uint32_t k = s->next_index++;
+    pthread_mutex_unlock(&s->lock);
+    return k;
+}
+
 tide_status_t tide_store_destroy(tide_store_t *store)
 {
     if (!store)

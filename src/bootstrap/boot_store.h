@@ -58,6 +58,7 @@ struct tide_store {
     bool borrowed;    /* belongs to a communicator: tide_store_destroy refuses */
     pthread_mutex_t lock;
     uint64_t barrier_seq;
+    uint32_t next_index; /* boot_store_next_index */
 };
 
 /* A view of be (takes a reference) under prefix. default_timeout_ms < 0:
@@ -69,6 +70,10 @@ tide_status_t boot_store_create(boot_backend_t *be, const char *prefix, int defa
 tide_status_t boot_store_sub(const tide_store_t *parent, const char *suffix, tide_store_t **out);
 
 void boot_store_free(tide_store_t *store);
+
+/* 0, 1, 2, ... per view: names the k-th object (an engine) that ranks
+ * create on the same namespace in the same order. */
+uint32_t boot_store_next_index(tide_store_t *store);
 
 /* Backends */
 tide_status_t boot_store_mem_create(boot_backend_t **out);

@@ -48,6 +48,17 @@
     X(LAUNCHER_OMPI_SIZE, "OMPI_COMM_WORLD_SIZE", INT, "-1", "-1:16777216",                        \
       "Set by Open MPI's mpirun; > 1 with no other rendezvous is refused.")                        \
     X(LAUNCHER_SLURM_NTASKS, "SLURM_NTASKS", INT, "-1", "-1:16777216",                             \
-      "Set by srun; > 1 with no other rendezvous is refused.")
+      "Set by srun; > 1 with no other rendezvous is refused.")                                     \
+    X(TRANSPORTS, "TIDE_TRANSPORTS", STR, "shm,tcp", "",                                           \
+      "Transports the engine may use for data, from shm,tcp (tcp also carries notifications).")    \
+    X(TCP_STREAMS, "TIDE_TCP_STREAMS", INT, "2", "1:64",                                           \
+      "TCP streams per peer; large requests are striped across them.")                             \
+    X(TCP_ADDR, "TIDE_TCP_ADDR", STR, "", "",                                                      \
+      "Address the engine's TCP listener binds and advertises; default: TIDE_BOOTSTRAP_ADDR, "     \
+      "else the first non-loopback IPv4 interface that is up.")                                    \
+    X(TCP_SOCKBUF, "TIDE_TCP_SOCKBUF", SIZE, "4M", "0:1G",                                         \
+      "Socket send/receive buffer size for TCP streams (0: the system default).")                  \
+    X(SLICE_SIZE, "TIDE_SLICE_SIZE", SIZE, "64K", "4K:16M",                                        \
+      "Requests larger than this are split into slices of this size.")
 
 #endif

@@ -1,0 +1,192 @@
+/*
+ * Transfer engine internals shared by the engine, batches and transports.
+ *
+ * Vocabulary: a *segment* is registered memory (local: p2p_lseg_t; a
+ * peer's, once opened: p2p_rseg_t). A *batch* holds the *slices* its
+ * requests were split into (one array per batch, never a heap allocation
+ * per slice). A *path* is one way to a peer (the shm path, one TCP stream)
+ * with a health state.
+ */
+#ifndef TIDE_P2P_H
+#define TIDE_P2P_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "tide.h"
+#include "util_sock.h"
+
+#define P2P_BOOT_ID_MAX 40
+
+typedef struct p2p_transport_ops p2p_transport_ops_t;
+
+/* ------------------------------------------------------------------ paths */
+
+typedef enum p2p_path_state {
+    P2P_PATH_OK,       /* carries data */
+    P2P_PATH_DEGRADED, /* carries data, but errors were seen: preferred last */
+    P2P_PATH_FAILED,   /* carries nothing; its slices moved elsewhere */
+    P2P_PATH_PROBING   /* being re-established; carries nothing yet */
+} p2p_path_state_t;
+
+typedef struct p2p_path {
+    char name[48]; /* "shm->3", "tcp->3#1" */
+    int state;     /* p2p_path_state_t, atomic */
+    uint64_t slices, bytes, errors, failovers;
+} p2p_path_t;
+
+/* The one place a path changes state: logs "name: old -> new (why)". */
+void p2p_path_set_state(p2p_path_t *path, p2p_path_state_t state, const char *why);
+bool p2p_path_usable(const p2p_path_t *path);
+const char *p2p_path_state_str(p2p_path_state_t state);
+
+/* --------------------------------------------------------------- segments */
+
+typedef enum p2p_seg_kind { P2P_SEG_USER = 1, P2P_SEG_SHM = 2 } p2p_seg_kind_t;
+
+typedef struct p2p_lseg {
+    uint32_t id;
+    p2p_seg_kind_t kind;
+    char *addr;
+    uint64_t len;
+    int memfd; /* P2P_SEG_SHM: backing memfd */
+    int busy;  /* atomic: transfers using the memory right now */
+    bool dead; /* freed by the user, waiting for busy == 0 */
+} p2p_lseg_t;
+
+/* What peers learn of a segment (published in the store). */
+typedef struct p2p_seg_desc {
+    uint32_t magic;
+    uint32_t owner;
+    uint32_t id;
+    uint32_t kind;
+    uint64_t base;
+    uint64_t len;
+    int32_t pid;
+    int32_t memfd;
+} p2p_seg_desc_t;
+
+typedef struct p2p_rseg {
+    p2p_seg_desc_t desc;
+    char *map;      /* shm: the peer's memory reachable here, or NULL */
+    size_t map_len; /* > 0: map is our mapping, to munmap */
+} p2p_rseg_t;
+
+/* ------------------------------------------------------------------ peers */
+
+/* What peers learn of an engine (published in the store). */
+typedef struct p2p_ep_info {
+    uint32_t magic;
+    int32_t rank;
+    int32_t pid;
+    uint32_t transports;
+    char boot_id[P2P_BOOT_ID_MAX];
+    uint64_t ipc_ns, pid_ns;
+    uint8_t family; /* 4 or 6 */
+    uint8_t addr[16];
+    uint16_t port;
+    uint8_t token[16]; /* presented by peers' TCP streams */
+} p2p_ep_info_t;
+
+typedef struct p2p_peer {
+    int rank;
+    p2p_ep_info_t info;
+    bool same_host; /* same boot id and namespaces: shm can reach it */
+    pthread_mutex_t seg_lock;
+    p2p_rseg_t **rsegs; /* by segment id; NULL until opened */
+    uint32_t nrsegs;
+    p2p_path_t shm_path;
+    void *tcp;            /* the TCP transport's per-peer state */
+    uint64_t notify_sent; /* atomic: sequence of our notifications to it */
+    uint64_t notify_recv; /* atomic: highest sequence received from it */
+} p2p_peer_t;
+
+/* ----------------------------------------------------------------- slices */
+
+struct tide_batch;
+
+typedef struct p2p_slice {
+    struct p2p_slice *next;   /* transport queues */
+    struct tide_batch *batch; /* NULL for a notification */
+    uint8_t op;               /* TIDE_OP_WRITE, TIDE_OP_READ, P2P_OP_NOTIFY */
+    int peer;
+    char *local;
+    p2p_lseg_t *lseg;
+    p2p_rseg_t *rseg;
+    uint64_t roff;
+    uint32_t len;
+    uint64_t tag;    /* notification sequence */
+    uint8_t hdr[32]; /* the transport's frame header for it */
+} p2p_slice_t;
+
+#define P2P_OP_NOTIFY 2
+
+struct tide_batch {
+    tide_engine_t *engine;
+    p2p_slice_t *slices;
+    p2p_slice_t **ptrs; /* scratch for posting, same capacity */
+    size_t nslices, cap;
+    uint32_t remaining; /* atomic */
+    int32_t status;     /* atomic: the first error */
+    uint32_t done;      /* futex word */
+    uint32_t waiters;   /* atomic */
+    unsigned flags;
+    int *notify_peers;
+    size_t nnotify, notify_cap;
+    struct tide_batch *next_free;
+    struct tide_batch *next_all; /* every batch of the engine, freed at destroy */
+};
+
+/* ----------------------------------------------------------------- engine */
+
+#define P2P_MAX_TRANSPORTS 2
+
+struct tide_engine {
+    int rank, nranks;
+    tide_store_t *store; /* the engine's namespace */
+    int timeout_ms;
+    unsigned transports; /* TIDE_TRANSPORT_* allowed */
+    int tcp_streams;
+    size_t slice_size;
+    size_t sockbuf;
+    char tcp_host[TIDE_HOST_MAX];
+    p2p_ep_info_t self;
+    p2p_peer_t *peers; /* [nranks] */
+
+    pthread_rwlock_t lseg_lock;
+    p2p_lseg_t **lsegs;
+    uint32_t nlsegs, lsegs_cap;
+
+    pthread_mutex_t batch_lock;
+    struct tide_batch *free_batches;
+    struct tide_batch *all_batches;
+
+    pthread_mutex_t notify_lock;
+    pthread_cond_t notify_cond;
+
+    const p2p_transport_ops_t *tr[P2P_MAX_TRANSPORTS];
+    void *tr_ctx[P2P_MAX_TRANSPORTS];
+    int ntr;
+};
+
+/* Segments (p2p_segment.c) */
+/* The local segment [off, off+len) of id, or NULL if it is not there
+ * (logged with who asked). Takes a busy reference: p2p_lseg_put it. */
+p2p_lseg_t *p2p_lseg_get(tide_engine_t *e, uint32_t id, uint64_t off, uint64_t len,
+                         const char *who);
+void p2p_lseg_put(p2p_lseg_t *seg);
+void p2p_segments_fini(tide_engine_t *e);
+p2p_rseg_t *p2p_rseg_find(p2p_peer_t *peer, uint32_t id);
+
+/* Batches (p2p_batch.c) */
+/* A slice finished: status TIDE_SUCCESS or its error. Exactly once per
+ * slice; any thread. */
+void p2p_slice_done(tide_engine_t *e, p2p_slice_t *s, tide_status_t status);
+
+/* Notifications (p2p_engine.c) */
+void p2p_notify_received(tide_engine_t *e, int from, uint64_t seq);
+
+tide_status_t p2p_engine_create(tide_store_t *store, int rank, int nranks,
+                                const tide_engine_config_t *cfg, tide_engine_t **out);
+
+#endif

@@ -1,0 +1,347 @@
+/*
+ * Batches: check every request, split them into slices (one array per
+ * batch, reused with the batch), hand the slices of each peer to the
+ * transports in order, count completions, and wake the waiter.
+ *
+ * Completion is counted per batch: `remaining` drops once per slice; the
+ * slice that brings it to zero completes the batch (and, for
+ * TIDE_BATCH_NOTIFY, sends the notifications: every write has landed by
+ * then). Waiters spin briefly on `done`, then sleep on it as a futex.
+ */
+#define TIDE_LOG_THIS TIDE_SUBSYS_P2P
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "p2p.h"
+#include "transport.h"
+#include "util_log.h"
+#include "util_time.h"
+
+#define SPIN_NS (30 * 1000) /* spin this long before sleeping */
+
+static void futex_wake_all(uint32_t *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+static void futex_wait(uint32_t *word, uint32_t expected, int64_t deadline)
+{
+    int64_t left = deadline - tide_time_ns();
+    if (left <= 0)
+        return;
+    struct timespec ts = {.tv_sec = left / 1000000000LL, .tv_nsec = left % 1000000000LL};
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
+}
+
+/* Send a notification to peer (its own slice, not part of a batch). */
+static void notify_post(tide_engine_t *e, int peer)
+{
+    p2p_peer_t *p = &e->peers[peer];
+    uint64_t seq = __atomic_add_fetch(&p->notify_sent, 1, __ATOMIC_ACQ_REL);
+    if (peer == e->rank) {
+        p2p_notify_received(e, peer, seq);
+        return;
+    }
+    p2p_slice_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        tide_error("notification to rank %d: out of memory", peer);
+        return;
+    }
+    s->op = P2P_OP_NOTIFY;
+    s->peer = peer;
+    s->tag = seq;
+    p2p_slice_t *one[1] = {s};
+    for (int i = 0; i < e->ntr; i++)
+        if (e->tr[i]->bit == TIDE_TRANSPORT_TCP && e->tr[i]->post(e->tr_ctx[i], p, one, 1) == 1)
+            return;
+    tide_error("notification to rank %d: no transport carries notifications", peer);
+    free(s);
+}
+
+static void batch_complete(tide_engine_t *e, tide_batch_t *b)
+{
+    if ((b->flags & TIDE_BATCH_NOTIFY) && __atomic_load_n(&b->status, __ATOMIC_ACQUIRE) == 0)
+        for (size_t i = 0; i < b->nnotify; i++)
+            notify_post(e, b->notify_peers[i]);
+    __atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&b->waiters, __ATOMIC_ACQUIRE))
+        futex_wake_all(&b->done);
+}
+
+void p2p_slice_done(tide_engine_t *e, p2p_slice_t *s, tide_status_t status)
+{
+    if (s->lseg)
+        p2p_lseg_put(s->lseg);
+    if (!s->batch) { /* a notification */
+        if (status != TIDE_SUCCESS)
+            tide_error("notification %" PRIu64 " to rank %d lost: %s", s->tag, s->peer,
+                       tide_status_str(status));
+        free(s);
+        return;
+    }
+    tide_batch_t *b = s->batch;
+    if (status != TIDE_SUCCESS) {
+        int32_t ok = 0;
+        __atomic_compare_exchange_n(&b->status, &ok, (int32_t)status, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE);
+    }
+    if (__atomic_sub_fetch(&b->remaining, 1, __ATOMIC_ACQ_REL) == 0)
+        batch_complete(e, b);
+}
+
+/* ------------------------------------------------------------- submission */
+
+static tide_status_t check_request(tide_engine_t *e, const tide_request_t *r, size_t i)
+{
+    if (r->op != TIDE_OP_WRITE && r->op != TIDE_OP_READ) {
+        tide_error("tide_batch_submit: request %zu: unknown op %d", i, (int)r->op);
+        return TIDE_ERR_INVALID;
+    }
+    if (r->peer < 0 || r->peer >= e->nranks) {
+        tide_error("tide_batch_submit: request %zu: peer %d is not in 0..%d", i, r->peer,
+                   e->nranks - 1);
+        return TIDE_ERR_INVALID;
+    }
+    if (r->length == 0) {
+        tide_error("tide_batch_submit: request %zu: length is 0", i);
+        return TIDE_ERR_INVALID;
+    }
+    p2p_rseg_t *rs = p2p_rseg_find(&e->peers[r->peer], r->remote_segment);
+    if (!rs) {
+        tide_error("tide_batch_submit: request %zu: segment %u of rank %d is not open "
+                   "(tide_segment_open)",
+                   i, r->remote_segment, r->peer);
+        return TIDE_ERR_INVALID;
+    }
+    if (r->remote_offset > rs->desc.len || r->length > rs->desc.len - r->remote_offset) {
+        tide_error("tide_batch_submit: request %zu: [%" PRIu64 ", +%" PRIu64
+                   ") is outside segment %u of rank %d (%" PRIu64 " bytes)",
+                   i, r->remote_offset, r->length, r->remote_segment, r->peer, rs->desc.len);
+        return TIDE_ERR_INVALID;
+    }
+    return TIDE_SUCCESS;
+}
+
+static tide_batch_t *batch_get(tide_engine_t *e, size_t nslices, size_t nreqs)
+{
+    tide_batch_t *b;
+    pthread_mutex_lock(&e->batch_lock);
+    b = e->free_batches;
+    if (b)
+        e->free_batches = b->next_free;
+    pthread_mutex_unlock(&e->batch_lock);
+    if (!b) {
+        b = calloc(1, sizeof(*b));
+        if (!b)
+            return NULL;
+        b->engine = e;
+        pthread_mutex_lock(&e->batch_lock);
+        b->next_all = e->all_batches;
+        e->all_batches = b;
+        pthread_mutex_unlock(&e->batch_lock);
+    }
+    if (b->cap < nslices) {
+        p2p_slice_t *s = realloc(b->slices, nslices * sizeof(*s));
+        if (s)
+            b->slices = s;
+        p2p_slice_t **p = realloc(b->ptrs, nslices * sizeof(*p));
+        if (p)
+            b->ptrs = p;
+        if (!s || !p)
+            goto err;
+        b->cap = nslices;
+    }
+    size_t want = nreqs < (size_t)e->nranks ? nreqs : (size_t)e->nranks;
+    if (b->notify_cap < want) {
+        int *p = realloc(b->notify_peers, want * sizeof(*p));
+        if (!p)
+            goto err;
+        b->notify_peers = p;
+        b->notify_cap = want;
+    }
+    return b;
+err:
+    pthread_mutex_lock(&e->batch_lock);
+    b->next_free = e->free_batches;
+    e->free_batches = b;
+    pthread_mutex_unlock(&e->batch_lock);
+    return NULL;
+}
+
+/* Hand slices of one peer to the transports, in order of preference. */
+static void route(tide_engine_t *e, int peer, p2p_slice_t **s, size_t n)
+{
+    p2p_peer_t *p = &e->peers[peer];
+    for (int i = 0; i < e->ntr && n > 0; i++) {
+        /* Our own segments are plain memory, whatever the transports. */
+        bool allowed = (e->transports & e->tr[i]->bit) ||
+                       (peer == e->rank && e->tr[i]->bit == TIDE_TRANSPORT_SHM);
+        if (!allowed || !e->tr[i]->reaches(e->tr_ctx[i], p))
+            continue;
+        size_t taken = e->tr[i]->post(e->tr_ctx[i], p, s, n);
+        s += taken;
+        n -= taken;
+    }
+    if (n > 0) {
+        tide_error("no usable path to rank %d for %zu slices", peer, n);
+        for (size_t i = 0; i < n; i++)
+            p2p_slice_done(e, s[i], TIDE_ERR_LINK);
+    }
+}
+
+static size_t count_slices(const tide_engine_t *e, const tide_request_t *reqs, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (size_t)((reqs[i].length + e->slice_size - 1) / e->slice_size);
+    return total;
+}
+
+tide_status_t tide_batch_submit(tide_engine_t *e, const tide_request_t *reqs, size_t n,
+                                unsigned flags, tide_batch_t **out)
+{
+    tide_status_t st;
+    size_t i, k = 0;
+
+    if (!e || !reqs || n == 0 || !out || (flags & ~TIDE_BATCH_NOTIFY)) {
+        tide_error("tide_batch_submit: need an engine, 1 or more requests (got %zu), an output "
+                   "and known flags (0x%x)",
+                   n, flags);
+        return TIDE_ERR_INVALID;
+    }
+    for (i = 0; i < n; i++)
+        if ((st = check_request(e, &reqs[i], i)) != TIDE_SUCCESS)
+            return st;
+    size_t nslices = count_slices(e, reqs, n);
+    tide_batch_t *b = batch_get(e, nslices, n);
+    if (!b) {
+        tide_error("tide_batch_submit: out of memory for %zu slices", nslices);
+        return TIDE_ERR_NOMEM;
+    }
+    p2p_slice_t **ptrs = b->ptrs;
+    /* Take the local segments; refuse the batch if one is wrong. */
+    for (i = 0; i < n; i++) {
+        const tide_request_t *r = &reqs[i];
+        p2p_lseg_t *ls =
+            p2p_lseg_get(e, r->local_segment, r->local_offset, r->length, "tide_batch_submit");
+        if (!ls)
+            goto err_put;
+        p2p_rseg_t *rs = p2p_rseg_find(&e->peers[r->peer], r->remote_segment);
+        for (uint64_t off = 0; off < r->length; off += e->slice_size) {
+            p2p_slice_t *s = &b->slices[k++];
+            memset(s, 0, offsetof(p2p_slice_t, hdr));
+            s->batch = b;
+            s->op = (uint8_t)r->op;
+            s->peer = r->peer;
+            s->local = ls->addr + r->local_offset + off;
+            s->lseg = ls;
+            s->rseg = rs;
+            s->roff = r->remote_offset + off;
+            s->len = (uint32_t)TIDE_MIN(e->slice_size, r->length - off);
+            if (off > 0)
+                __atomic_add_fetch(&ls->busy, 1, __ATOMIC_ACQ_REL);
+        }
+    }
+    b->nslices = nslices;
+    b->flags = flags;
+    b->status = 0;
+    b->done = 0;
+    b->waiters = 0;
+    b->remaining = (uint32_t)nslices + 1; /* +1: held until every slice is posted */
+    b->nnotify = 0;
+    for (i = 0; i < n && (flags & TIDE_BATCH_NOTIFY); i++) {
+        bool seen = false;
+        if (reqs[i].op != TIDE_OP_WRITE)
+            continue;
+        for (size_t j = 0; j < b->nnotify && !seen; j++)
+            seen = b->notify_peers[j] == reqs[i].peer;
+        if (!seen)
+            b->notify_peers[b->nnotify++] = reqs[i].peer;
+    }
+    /* Post runs of slices that go to the same peer. */
+    for (size_t s = 0; s < nslices;) {
+        size_t t = s;
+        while (t < nslices && b->slices[t].peer == b->slices[s].peer) {
+            ptrs[t] = &b->slices[t];
+            t++;
+        }
+        route(e, b->slices[s].peer, ptrs + s, t - s);
+        s = t;
+    }
+    if (__atomic_sub_fetch(&b->remaining, 1, __ATOMIC_ACQ_REL) == 0)
+        batch_complete(e, b);
+    *out = b;
+    return TIDE_SUCCESS;
+
+err_put:
+    for (size_t j = 0; j < k; j++)
+        p2p_lseg_put(b->slices[j].lseg);
+    pthread_mutex_lock(&e->batch_lock);
+    b->next_free = e->free_batches;
+    e->free_batches = b;
+    pthread_mutex_unlock(&e->batch_lock);
+    return TIDE_ERR_INVALID;
+}
+
+/* ------------------------------------------------------------- completion */
+
+tide_status_t tide_batch_test(tide_batch_t *b)
+{
+    if (!b) {
+        tide_error("tide_batch_test: batch must not be NULL");
+        return TIDE_ERR_INVALID;
+    }
+    if (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE))
+        return TIDE_IN_PROGRESS;
+    return (tide_status_t)__atomic_load_n(&b->status, __ATOMIC_ACQUIRE);
+}
+
+tide_status_t tide_batch_wait(tide_batch_t *b, int timeout_ms)
+{
+    if (!b) {
+        tide_error("tide_batch_wait: batch must not be NULL");
+        return TIDE_ERR_INVALID;
+    }
+    if (timeout_ms < 0)
+        timeout_ms = b->engine->timeout_ms;
+    int64_t start = tide_time_ns(), deadline = tide_deadline_ms(timeout_ms);
+    while (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE) && tide_time_ns() - start < SPIN_NS)
+        __builtin_ia32_pause();
+    if (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE)) {
+        __atomic_add_fetch(&b->waiters, 1, __ATOMIC_ACQ_REL);
+        while (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE) && tide_time_ns() < deadline)
+            futex_wait(&b->done, 0, deadline);
+        __atomic_sub_fetch(&b->waiters, 1, __ATOMIC_ACQ_REL);
+    }
+    if (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE)) {
+        tide_error("batch of %zu slices: %u not done after %d ms", b->nslices,
+                   __atomic_load_n(&b->remaining, __ATOMIC_ACQUIRE), timeout_ms);
+        return TIDE_ERR_TIMEOUT;
+    }
+    tide_status_t st = (tide_status_t)__atomic_load_n(&b->status, __ATOMIC_ACQUIRE);
+    if (st != TIDE_SUCCESS)
+        tide_error("batch of %zu slices failed: %s", b->nslices, tide_status_str(st));
+    return st;
+}
+
+tide_status_t tide_batch_free(tide_batch_t *b)
+{
+    if (!b) {
+        tide_error("tide_batch_free: batch must not be NULL");
+        return TIDE_ERR_INVALID;
+    }
+    if (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE)) {
+        tide_error("tide_batch_free: the batch is still running; wait for it first");
+        return TIDE_IN_PROGRESS;
+    }
+    tide_engine_t *e = b->engine;
+    pthread_mutex_lock(&e->batch_lock);
+    b->next_free = e->free_batches;
+    e->free_batches = b;
+    pthread_mutex_unlock(&e->batch_lock);
+    return TIDE_SUCCESS;
+}

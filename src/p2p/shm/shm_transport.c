@@ -1,0 +1,137 @@
+/*
+ * Shared-memory transport, for peers on this host (same boot id, IPC and
+ * PID namespaces). A peer's memfd segment is mapped here, so a WRITE or
+ * READ is one memcpy from the submitting thread; a peer's registered user
+ * memory is reached with CMA (process_vm_writev/readv). A failed CMA call
+ * (e.g. EPERM under a ptrace policy) fails the shm path to that peer and
+ * leaves the slices to the next transport. Our own segments (peer == self)
+ * are plain memory.
+ */
+#define TIDE_LOG_THIS TIDE_SUBSYS_P2P
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include "transport.h"
+#include "util_log.h"
+
+typedef struct shm_ctx {
+    tide_engine_t *e;
+    pid_t pid;
+} shm_ctx_t;
+
+static tide_status_t shm_init(tide_engine_t *e, void **ctx)
+{
+    shm_ctx_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        tide_error("shm transport: out of memory");
+        return TIDE_ERR_NOMEM;
+    }
+    c->e = e;
+    c->pid = getpid();
+    *ctx = c;
+    return TIDE_SUCCESS;
+}
+
+static bool shm_reaches(void *ctx, const p2p_peer_t *peer)
+{
+    shm_ctx_t *c = ctx;
+    return peer->rank == c->e->rank || (peer->same_host && p2p_path_usable(&peer->shm_path));
+}
+
+static void shm_seg_open(void *ctx, p2p_peer_t *peer, p2p_rseg_t *r)
+{
+    shm_ctx_t *c = ctx;
+    char path[64];
+    if (r->desc.pid == c->pid && peer->info.pid == c->pid && peer->same_host) {
+        r->map = (char *)(uintptr_t)r->desc.base; /* our own process */
+        return;
+    }
+    if (!peer->same_host || r->desc.kind != P2P_SEG_SHM)
+        return; /* CMA or another transport */
+    snprintf(path, sizeof(path), "/proc/%d/fd/%d", r->desc.pid, r->desc.memfd);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        tide_info("shm: cannot open rank %d's segment %u (%s): %m; using CMA or tcp", peer->rank,
+                  r->desc.id, path);
+        return;
+    }
+    void *m = mmap(NULL, r->desc.len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) {
+        tide_info("shm: cannot map rank %d's segment %u: %m", peer->rank, r->desc.id);
+        return;
+    }
+    r->map = m;
+    r->map_len = r->desc.len;
+}
+
+static void shm_seg_close(void *ctx, p2p_rseg_t *r)
+{
+    (void)ctx;
+    if (r->map_len)
+        munmap(r->map, r->map_len);
+    r->map = NULL;
+    r->map_len = 0;
+}
+
+/* One slice by CMA; false (path failed, logged) if the kernel refused. */
+static bool shm_cma(p2p_peer_t *peer, p2p_slice_t *s)
+{
+    struct iovec l = {.iov_base = s->local, .iov_len = s->len};
+    struct iovec r = {.iov_base = (void *)(uintptr_t)(s->rseg->desc.base + s->roff),
+                      .iov_len = s->len};
+    ssize_t n = s->op == TIDE_OP_WRITE ? process_vm_writev(s->rseg->desc.pid, &l, 1, &r, 1, 0)
+                                       : process_vm_readv(s->rseg->desc.pid, &l, 1, &r, 1, 0);
+    if (n == (ssize_t)s->len)
+        return true;
+    char why[128];
+    snprintf(why, sizeof(why), "%s to pid %d: %s",
+             s->op == TIDE_OP_WRITE ? "process_vm_writev" : "process_vm_readv", s->rseg->desc.pid,
+             n < 0 ? strerror(errno) : "short transfer");
+    peer->shm_path.errors++;
+    p2p_path_set_state(&peer->shm_path, P2P_PATH_FAILED, why);
+    return false;
+}
+
+static size_t shm_post(void *ctx, p2p_peer_t *peer, p2p_slice_t **slices, size_t n)
+{
+    shm_ctx_t *c = ctx;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        p2p_slice_t *s = slices[i];
+        if (s->rseg->map) {
+            char *remote = s->rseg->map + s->roff;
+            if (s->op == TIDE_OP_WRITE)
+                memcpy(remote, s->local, s->len);
+            else
+                memcpy(s->local, remote, s->len);
+        } else if (!peer->same_host || !shm_cma(peer, s)) {
+            break;
+        }
+        p2p_slice_done(c->e, s, TIDE_SUCCESS);
+    }
+    if (i < n && i > 0)
+        peer->shm_path.failovers++;
+    return i;
+}
+
+static void shm_fini(void *ctx)
+{
+    free(ctx);
+}
+
+const p2p_transport_ops_t p2p_shm_transport = {
+    .name = "shm",
+    .bit = TIDE_TRANSPORT_SHM,
+    .init = shm_init,
+    .reaches = shm_reaches,
+    .seg_open = shm_seg_open,
+    .seg_close = shm_seg_close,
+    .post = shm_post,
+    .fini = shm_fini,
+};

@@ -1,0 +1,58 @@
+/*
+ * TCP transport frames. Every frame starts with a 32-byte header
+ *
+ *   u16 magic 0x5444 | u8 op | u8 flags(0) | u32 segment | u64 offset |
+ *   u32 length | u32 zero | u64 tag                       (little-endian)
+ *
+ * initiator -> target: WRITE (length bytes of payload follow), READ,
+ * NOTIFY (tag = sequence); target -> initiator: ACK (tag = number of
+ * WRITE/NOTIFY frames done, in order), READ_RESP (length bytes follow,
+ * answering the oldest READ). A stream opens with a 32-byte hello from the
+ * initiator: u32 magic "TDH1" | u32 source rank | u32 stream index |
+ * u32 zero | 16-byte token of the target engine.
+ */
+#ifndef TIDE_TCP_FRAME_H
+#define TIDE_TCP_FRAME_H
+
+#include <stdint.h>
+#include "tide.h"
+
+#define TCP_HDR_LEN     32u
+#define TCP_HELLO_LEN   32u
+#define TCP_FRAME_MAGIC 0x5444u
+#define TCP_HELLO_MAGIC 0x31484454u
+#define TCP_FRAME_MAX   (16u << 20) /* largest payload of one frame */
+
+enum tcp_op {
+    TCP_OP_WRITE = 1,
+    TCP_OP_READ,
+    TCP_OP_NOTIFY,
+    TCP_OP_ACK,
+    TCP_OP_READ_RESP,
+    TCP_OP_MAX_
+};
+
+typedef struct tcp_frame {
+    uint8_t op;
+    uint32_t seg;
+    uint64_t off;
+    uint32_t len;
+    uint64_t tag;
+} tcp_frame_t;
+
+typedef struct tcp_hello {
+    uint32_t rank;
+    uint32_t index;
+    uint8_t token[16];
+} tcp_hello_t;
+
+void tcp_frame_encode(uint8_t out[TCP_HDR_LEN], const tcp_frame_t *f);
+
+/* Checks magic, op, the zero fields, and length <= TCP_FRAME_MAX; ops
+ * without payload must have length 0. */
+tide_status_t tcp_frame_decode(const uint8_t in[TCP_HDR_LEN], tcp_frame_t *f);
+
+void tcp_hello_encode(uint8_t out[TCP_HELLO_LEN], const tcp_hello_t *h);
+tide_status_t tcp_hello_decode(const uint8_t in[TCP_HELLO_LEN], tcp_hello_t *h);
+
+#endif

@@ -1,0 +1,1044 @@
+/*
+ * TCP transport. Each engine listens on one socket; to reach a peer it
+ * opens TIDE_TCP_STREAMS streams to it (lazily, on first use), each
+ * starting with a hello that carries the peer's token (learnt through the
+ * store, so only members of the job can write into its segments).
+ *
+ * Initiator side of a stream: slices are queued (q) by the posting thread,
+ * which also writes them out (writev of headers and payloads, no copy);
+ * written slices wait in flight (f) for the target's answer: ACK n
+ * completes the n oldest WRITE/NOTIFY slices, READ_RESP the oldest READ,
+ * whose payload is received straight into local memory.
+ *
+ * Target side (the progress thread only): the hello is checked, then every
+ * header: segment, offset and length are checked against the local
+ * segment table before a byte of payload touches memory. A bad hello or
+ * header costs that stream its connection, nothing else.
+ *
+ * Failure of a stream (error, reset, end of stream, protocol violation):
+ * its path goes FAILED and its queued and in-flight slices move to another
+ * stream to the same peer (slices are idempotent); with none left, the
+ * streams are reconnected once; if that fails too, the slices fail with
+ * TIDE_ERR_PEER.
+ *
+ * Threads: posting threads write under the stream's lock; one progress
+ * thread per engine (epoll) reads, writes what could not be written at
+ * once, and tears streams down.
+ */
+#define TIDE_LOG_THIS TIDE_SUBSYS_P2P
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include "tcp_frame.h"
+#include "transport.h"
+#include "util_list.h"
+#include "util_log.h"
+#include "util_random.h"
+#include "util_time.h"
+
+#define RBUF_SIZE       (256 * 1024)
+#define IOV_BATCH       64
+#define RECONNECT_MS    500
+#define FRAMES_PER_WAKE 4096
+
+typedef struct tcp_out {
+    struct tcp_out *next;
+    uint8_t hdr[TCP_HDR_LEN];
+    const char *payload;
+    uint32_t len;
+    p2p_lseg_t *seg; /* held while payload is being sent */
+} tcp_out_t;
+
+typedef struct tcp_stream {
+    struct tcp_ctx *ctx;
+    int fd;
+    int peer; /* initiator: the target; target: the source (after hello) */
+    int index;
+    bool target, dead, hello_done;
+    uint32_t events;
+    p2p_path_t path; /* initiator streams */
+    pthread_mutex_t lock;
+    /* initiator: queued and in-flight slices (under lock) */
+    p2p_slice_t *q_head, *q_tail, *f_head, *f_tail;
+    size_t q_off;
+    /* receiving (progress thread) */
+    uint8_t *rbuf;
+    size_t rpos, rlen;
+    bool in_payload;
+    char *dst;
+    uint32_t left;
+    p2p_lseg_t *cur_seg;
+    /* target: answers to send (progress thread) */
+    uint32_t acks;
+    tcp_out_t *o_head, *o_tail;
+    size_t o_off;
+    tide_list_t link;
+} tcp_stream_t;
+
+typedef struct tcp_peer {
+    pthread_mutex_t lock; /* connecting */
+    tcp_stream_t **streams;
+    bool connected;
+    unsigned rr;
+} tcp_peer_t;
+
+typedef struct tcp_ctx {
+    tide_engine_t *e;
+    int listen_fd, epfd, wake_fd;
+    pthread_t thread;
+    int stop;
+    bool started;
+    uint8_t token[16];
+    tcp_peer_t *peers;
+    tide_list_t targets, dead;
+    tcp_out_t *free_outs;
+} tcp_ctx_t;
+
+static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n);
+
+static void sock_tune(int fd, size_t sockbuf)
+{
+    int one = 1, buf = (int)sockbuf;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (sockbuf) {
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+    }
+}
+
+static void set_events(tcp_stream_t *st, uint32_t ev)
+{
+    if (ev == st->events || st->fd < 0)
+        return;
+    struct epoll_event e = {.events = ev, .data.ptr = st};
+    epoll_ctl(st->ctx->epfd, EPOLL_CTL_MOD, st->fd, &e);
+    st->events = ev;
+}
+
+static void reset_rx(tcp_stream_t *st)
+{
+    st->rpos = st->rlen = 0;
+    st->in_payload = false;
+    st->dst = NULL;
+    st->left = 0;
+}
+
+/* ------------------------------------------------------ initiator: send */
+
+static size_t frame_bytes(const p2p_slice_t *s)
+{
+    return TCP_HDR_LEN + (s->op == TIDE_OP_WRITE ? s->len : 0);
+}
+
+/* Write queued slices until done or the socket is full. Lock held.
+ * Returns 0, or -1 with errno on a socket error. */
+static int init_flush(tcp_stream_t *st)
+{
+    while (st->q_head) {
+        struct iovec iov[IOV_BATCH];
+        int n = 0, first = 0;
+        for (p2p_slice_t *s = st->q_head; s && n + 2 <= IOV_BATCH; s = s->next) {
+            iov[n++] = (struct iovec){s->hdr, TCP_HDR_LEN};
+            if (s->op == TIDE_OP_WRITE)
+                iov[n++] = (struct iovec){s->local, s->len};
+        }
+        for (size_t skip = st->q_off; skip > 0;) {
+            if (skip >= iov[first].iov_len) {
+                skip -= iov[first++].iov_len;
+            } else {
+                iov[first].iov_base = (char *)iov[first].iov_base + skip;
+                iov[first].iov_len -= skip;
+                skip = 0;
+            }
+        }
+        struct msghdr mh = {.msg_iov = iov + first, .msg_iovlen = (size_t)(n - first)};
+        ssize_t w = sendmsg(st->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                set_events(st, EPOLLIN | EPOLLOUT);
+                return 0;
+            }
+            return -1;
+        }
+        for (size_t left = (size_t)w; left > 0;) {
+            p2p_slice_t *s = st->q_head;
+            size_t rem = frame_bytes(s) - st->q_off;
+            if (left < rem) {
+                st->q_off += left;
+                break;
+            }
+            left -= rem;
+            st->q_off = 0;
+            st->q_head = s->next;
+            if (!st->q_head)
+                st->q_tail = NULL;
+            s->next = NULL;
+            if (st->f_tail)
+                st->f_tail->next = s;
+            else
+                st->f_head = s;
+            st->f_tail = s;
+            st->path.slices++;
+            st->path.bytes += s->len;
+        }
+    }
+    set_events(st, EPOLLIN);
+    return 0;
+}
+
+/* Queue a chain on st and write what fits; false if st is dead. */
+static bool stream_enqueue(tcp_stream_t *st, p2p_slice_t *head, p2p_slice_t *tail)
+{
+    pthread_mutex_lock(&st->lock);
+    if (st->dead) {
+        pthread_mutex_unlock(&st->lock);
+        return false;
+    }
+    if (st->q_tail)
+        st->q_tail->next = head;
+    else
+        st->q_head = head;
+    st->q_tail = tail;
+    if (init_flush(st) != 0) {
+        /* The progress thread sees the hang-up and fails the stream. */
+        tide_info("path %s: send: %m", st->path.name);
+        shutdown(st->fd, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return true;
+}
+
+/* --------------------------------------------------------- connections */
+
+static tcp_stream_t *stream_new(tcp_ctx_t *c, int peer, int index, bool target)
+{
+    tcp_stream_t *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    st->rbuf = malloc(RBUF_SIZE);
+    if (!st->rbuf) {
+        free(st);
+        return NULL;
+    }
+    st->ctx = c;
+    st->fd = -1;
+    st->peer = peer;
+    st->index = index;
+    st->target = target;
+    st->dead = true;
+    pthread_mutex_init(&st->lock, NULL);
+    tide_list_init(&st->link);
+    snprintf(st->path.name, sizeof(st->path.name), "tcp->%d#%d", peer, index);
+    st->path.state = P2P_PATH_FAILED;
+    return st;
+}
+
+static void peer_addr(const p2p_ep_info_t *info, tide_sockaddr_t *a)
+{
+    memset(a, 0, sizeof(*a));
+    if (info->family == 4) {
+        struct sockaddr_in *in = (void *)&a->ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(info->port);
+        memcpy(&in->sin_addr, info->addr, 4);
+        a->len = sizeof(*in);
+    } else {
+        struct sockaddr_in6 *in6 = (void *)&a->ss;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(info->port);
+        memcpy(&in6->sin6_addr, info->addr, 16);
+        a->len = sizeof(*in6);
+    }
+}
+
+/* (Re)connect a dead stream. Lock held. */
+static bool stream_connect(tcp_ctx_t *c, p2p_peer_t *peer, tcp_stream_t *st, int timeout_ms)
+{
+    tide_sockaddr_t a;
+    uint8_t hello[TCP_HELLO_LEN];
+    tcp_hello_t h = {.rank = (uint32_t)c->e->rank, .index = (uint32_t)st->index};
+    int fd;
+    char why[96];
+
+    peer_addr(&peer->info, &a);
+    p2p_path_set_state(&st->path, P2P_PATH_PROBING, "connecting");
+    memcpy(h.token, peer->info.token, sizeof(h.token));
+    tcp_hello_encode(hello, &h);
+    if (tide_sock_connect(&a, tide_deadline_ms(timeout_ms), &fd) != TIDE_SUCCESS) {
+        snprintf(why, sizeof(why), "connect failed: %s", strerror(errno));
+        p2p_path_set_state(&st->path, P2P_PATH_FAILED, why);
+        return false;
+    }
+    sock_tune(fd, c->e->sockbuf);
+    if (tide_sock_send_all(fd, hello, sizeof(hello), tide_deadline_ms(timeout_ms),
+                           "tcp stream hello") != TIDE_SUCCESS ||
+        tide_sock_set_nonblock(fd) != TIDE_SUCCESS) {
+        close(fd);
+        p2p_path_set_state(&st->path, P2P_PATH_FAILED, "hello not sent");
+        return false;
+    }
+    st->fd = fd;
+    st->q_off = 0;
+    reset_rx(st);
+    st->events = EPOLLIN;
+    st->dead = false;
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = st};
+    if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
+        tide_error("path %s: epoll_ctl: %m", st->path.name);
+        close(fd);
+        st->fd = -1;
+        st->dead = true;
+        p2p_path_set_state(&st->path, P2P_PATH_FAILED, "epoll_ctl failed");
+        return false;
+    }
+    p2p_path_set_state(&st->path, P2P_PATH_OK, "connected");
+    return true;
+}
+
+/* Connect every dead stream to peer; true if one or more work. */
+static bool peer_connect(tcp_ctx_t *c, p2p_peer_t *peer, int timeout_ms)
+{
+    tcp_peer_t *tp = &c->peers[peer->rank];
+    bool any = false;
+    pthread_mutex_lock(&tp->lock);
+    for (int i = 0; i < c->e->tcp_streams; i++) {
+        tcp_stream_t *st = tp->streams[i];
+        pthread_mutex_lock(&st->lock);
+        if (st->dead)
+            stream_connect(c, peer, st, timeout_ms);
+        any |= !st->dead;
+        pthread_mutex_unlock(&st->lock);
+    }
+    tp->connected = true;
+    pthread_mutex_unlock(&tp->lock);
+    return any;
+}
+
+/* -------------------------------------------------------------- posting */
+
+static void fail_slices(tide_engine_t *e, p2p_slice_t **s, size_t n, tide_status_t st)
+{
+    for (size_t i = 0; i < n; i++)
+        p2p_slice_done(e, s[i], st);
+}
+
+/* Spread s[0..n) over peer's usable streams (contiguous shares, rotating
+ * start); reconnect once if none is usable. */
+static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
+{
+    tcp_peer_t *tp = &c->peers[peer->rank];
+    tcp_stream_t *use[64];
+    int k = 0;
+
+    if (!__atomic_load_n(&tp->connected, __ATOMIC_ACQUIRE))
+        peer_connect(c, peer, c->e->timeout_ms);
+    for (int i = 0; i < c->e->tcp_streams; i++)
+        if (p2p_path_usable(&tp->streams[i]->path))
+            use[k++] = tp->streams[i];
+    if (k == 0 && peer_connect(c, peer, RECONNECT_MS))
+        for (int i = 0; i < c->e->tcp_streams; i++)
+            if (p2p_path_usable(&tp->streams[i]->path))
+                use[k++] = tp->streams[i];
+    if (k == 0) {
+        tide_error("tcp: no stream to rank %d is left (%zu slices fail)", peer->rank, n);
+        fail_slices(c->e, s, n, TIDE_ERR_PEER);
+        return;
+    }
+    unsigned start = __atomic_fetch_add(&tp->rr, 1, __ATOMIC_RELAXED);
+    size_t share = (n + (size_t)k - 1) / (size_t)k;
+    for (int j = 0; j < k; j++) {
+        size_t lo = (size_t)j * share, hi = TIDE_MIN(n, lo + share);
+        if (lo >= hi)
+            break;
+        for (size_t i = lo; i < hi; i++)
+            s[i]->next = i + 1 < hi ? s[i + 1] : NULL;
+        if (!stream_enqueue(use[(start + (unsigned)j) % (unsigned)k], s[lo], s[hi - 1]))
+            tcp_send(c, peer, s + lo, hi - lo); /* it died meanwhile: the rest decide */
+    }
+}
+
+static void encode_slice(p2p_slice_t *s)
+{
+    tcp_frame_t f = {0};
+    if (s->op == P2P_OP_NOTIFY) {
+        f.op = TCP_OP_NOTIFY;
+        f.tag = s->tag;
+    } else {
+        f.op = s->op == TIDE_OP_WRITE ? TCP_OP_WRITE : TCP_OP_READ;
+        f.seg = s->rseg->desc.id;
+        f.off = s->roff;
+        f.len = s->len;
+    }
+    tcp_frame_encode(s->hdr, &f);
+}
+
+static size_t tcp_post(void *ctx, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        encode_slice(s[i]);
+    tcp_send(ctx, peer, s, n);
+    return n;
+}
+
+/* ------------------------------------------------------ stream failure */
+
+/* Tear an initiator stream down and move its slices elsewhere (or fail
+ * them with `fail_with` when it is not TIDE_SUCCESS). Progress thread or
+ * fini. */
+static void stream_fail(tcp_stream_t *st, const char *why, tide_status_t fail_with)
+{
+    tcp_ctx_t *c = st->ctx;
+    p2p_slice_t *chain;
+    size_t n = 0;
+
+    pthread_mutex_lock(&st->lock);
+    if (st->dead) {
+        pthread_mutex_unlock(&st->lock);
+        return;
+    }
+    st->dead = true;
+    if (fail_with == TIDE_ERR_REVOKED) { /* engine teardown: not a failure to report */
+        __atomic_store_n(&st->path.state, P2P_PATH_FAILED, __ATOMIC_RELEASE);
+    } else {
+        st->path.errors++;
+        p2p_path_set_state(&st->path, P2P_PATH_FAILED, why);
+    }
+    epoll_ctl(c->epfd, EPOLL_CTL_DEL, st->fd, NULL);
+    close(st->fd);
+    st->fd = -1;
+    if (st->f_tail) {
+        st->f_tail->next = st->q_head;
+        chain = st->f_head;
+    } else {
+        chain = st->q_head;
+    }
+    st->f_head = st->f_tail = st->q_head = st->q_tail = NULL;
+    st->q_off = 0;
+    reset_rx(st);
+    pthread_mutex_unlock(&st->lock);
+
+    for (p2p_slice_t *s = chain; s; s = s->next)
+        n++;
+    if (!n)
+        return;
+    p2p_slice_t **arr = malloc(n * sizeof(*arr)); /* failover: rare, not the data path */
+    size_t i = 0;
+    for (p2p_slice_t *s = chain, *next; s; s = next) {
+        next = s->next;
+        s->next = NULL;
+        if (arr)
+            arr[i++] = s;
+        else
+            p2p_slice_done(c->e, s, TIDE_ERR_NOMEM);
+    }
+    if (!arr)
+        return;
+    if (fail_with != TIDE_SUCCESS) {
+        fail_slices(c->e, arr, n, fail_with);
+    } else {
+        st->path.failovers += n;
+        tide_info("path %s: moving %zu slices to other paths to rank %d", st->path.name, n,
+                  st->peer);
+        tcp_send(c, &c->e->peers[st->peer], arr, n);
+    }
+    free(arr);
+}
+
+/* ------------------------------------------------------------ receiving */
+
+/* Make at least `want` unread bytes available in rbuf, or report why not:
+ * 1 ready, 0 would block, -1 the stream ended (why set). */
+static int rx_fill(tcp_stream_t *st, size_t want, const char **why)
+{
+    while (st->rlen - st->rpos < want) {
+        if (st->rpos > 0) {
+            memmove(st->rbuf, st->rbuf + st->rpos, st->rlen - st->rpos);
+            st->rlen -= st->rpos;
+            st->rpos = 0;
+        }
+        ssize_t n = recv(st->fd, st->rbuf + st->rlen, RBUF_SIZE - st->rlen, MSG_DONTWAIT);
+        if (n > 0) {
+            st->rlen += (size_t)n;
+        } else if (n == 0) {
+            *why = "closed by the peer";
+            return -1;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        } else {
+            *why = strerror(errno);
+            return -1;
+        }
+    }
+    return 1;
+}
+
+/* Continue receiving a payload into st->dst: 1 complete, 0 would block,
+ * -1 ended. */
+static int rx_payload(tcp_stream_t *st, const char **why)
+{
+    size_t take = TIDE_MIN((size_t)st->left, st->rlen - st->rpos);
+    memcpy(st->dst, st->rbuf + st->rpos, take);
+    st->rpos += take;
+    st->dst += take;
+    st->left -= (uint32_t)take;
+    while (st->left > 0) {
+        ssize_t n = recv(st->fd, st->dst, st->left, MSG_DONTWAIT);
+        if (n > 0) {
+            st->dst += n;
+            st->left -= (uint32_t)n;
+        } else if (n == 0) {
+            *why = "closed by the peer";
+            return -1;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        } else {
+            *why = strerror(errno);
+            return -1;
+        }
+    }
+    return 1;
+}
+
+/* Initiator: ACKs and READ_RESPs. */
+static void init_read(tcp_stream_t *st)
+{
+    tide_engine_t *e = st->ctx->e;
+    const char *why = "protocol error";
+    int rc;
+
+    for (int frames = 0; frames < FRAMES_PER_WAKE; frames++) {
+        if (st->in_payload) {
+            if ((rc = rx_payload(st, &why)) <= 0)
+                goto out;
+            pthread_mutex_lock(&st->lock);
+            p2p_slice_t *s = st->f_head;
+            st->f_head = s->next;
+            if (!st->f_head)
+                st->f_tail = NULL;
+            pthread_mutex_unlock(&st->lock);
+            st->in_payload = false;
+            p2p_slice_done(e, s, TIDE_SUCCESS);
+            continue;
+        }
+        if ((rc = rx_fill(st, TCP_HDR_LEN, &why)) <= 0)
+            goto out;
+        tcp_frame_t f;
+        if (tcp_frame_decode(st->rbuf + st->rpos, &f) != TIDE_SUCCESS) {
+            why = "malformed frame from the target";
+            rc = -1;
+            goto out;
+        }
+        st->rpos += TCP_HDR_LEN;
+        if (f.op == TCP_OP_ACK) {
+            p2p_slice_t *done = NULL, **tail = &done;
+            uint64_t k = 0;
+            pthread_mutex_lock(&st->lock);
+            while (k < f.tag && st->f_head && st->f_head->op != TIDE_OP_READ) {
+                p2p_slice_t *s = st->f_head;
+                st->f_head = s->next;
+                s->next = NULL;
+                *tail = s;
+                tail = &s->next;
+                k++;
+            }
+            if (!st->f_head)
+                st->f_tail = NULL;
+            pthread_mutex_unlock(&st->lock);
+            for (p2p_slice_t *s = done, *next; s; s = next) {
+                next = s->next;
+                p2p_slice_done(e, s, TIDE_SUCCESS);
+            }
+            if (k != f.tag) {
+                why = "ACK for more frames than were in flight";
+                rc = -1;
+                goto out;
+            }
+        } else if (f.op == TCP_OP_READ_RESP) {
+            pthread_mutex_lock(&st->lock);
+            p2p_slice_t *s = st->f_head;
+            bool ok = s && s->op == TIDE_OP_READ && s->len == f.len;
+            pthread_mutex_unlock(&st->lock);
+            if (!ok) {
+                why = "READ_RESP that answers no READ in flight";
+                rc = -1;
+                goto out;
+            }
+            st->in_payload = true;
+            st->dst = s->local;
+            st->left = f.len;
+        } else {
+            why = "unexpected frame from the target";
+            rc = -1;
+            goto out;
+        }
+    }
+    return;
+out:
+    if (rc < 0)
+        stream_fail(st, why, TIDE_SUCCESS);
+}
+
+/* Target: queue an answer. */
+static bool out_push(tcp_stream_t *st, const tcp_frame_t *f, const char *payload, p2p_lseg_t *seg)
+{
+    tcp_ctx_t *c = st->ctx;
+    tcp_out_t *o = c->free_outs;
+    if (o)
+        c->free_outs = o->next;
+    else if (!(o = malloc(sizeof(*o))))
+        return false;
+    o->next = NULL;
+    tcp_frame_encode(o->hdr, f);
+    o->payload = payload;
+    o->len = payload ? f->len : 0;
+    o->seg = seg;
+    if (st->o_tail)
+        st->o_tail->next = o;
+    else
+        st->o_head = o;
+    st->o_tail = o;
+    return true;
+}
+
+static void out_release(tcp_ctx_t *c, tcp_out_t *o)
+{
+    if (o->seg)
+        p2p_lseg_put(o->seg);
+    o->next = c->free_outs;
+    c->free_outs = o;
+}
+
+static bool push_acks(tcp_stream_t *st)
+{
+    if (!st->acks)
+        return true;
+    tcp_frame_t f = {.op = TCP_OP_ACK, .tag = st->acks};
+    st->acks = 0;
+    return out_push(st, &f, NULL, NULL);
+}
+
+/* Target: write queued answers; -1 on a socket error. */
+static int target_flush(tcp_stream_t *st)
+{
+    while (st->o_head) {
+        struct iovec iov[IOV_BATCH];
+        int n = 0, first = 0;
+        for (tcp_out_t *o = st->o_head; o && n + 2 <= IOV_BATCH; o = o->next) {
+            iov[n++] = (struct iovec){o->hdr, TCP_HDR_LEN};
+            if (o->len)
+                iov[n++] = (struct iovec){(void *)o->payload, o->len};
+        }
+        for (size_t skip = st->o_off; skip > 0;) {
+            if (skip >= iov[first].iov_len) {
+                skip -= iov[first++].iov_len;
+            } else {
+                iov[first].iov_base = (char *)iov[first].iov_base + skip;
+                iov[first].iov_len -= skip;
+                skip = 0;
+            }
+        }
+        struct msghdr mh = {.msg_iov = iov + first, .msg_iovlen = (size_t)(n - first)};
+        ssize_t w = sendmsg(st->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                set_events(st, EPOLLIN | EPOLLOUT);
+                return 0;
+            }
+            return -1;
+        }
+        for (size_t left = (size_t)w; left > 0;) {
+            tcp_out_t *o = st->o_head;
+            size_t rem = TCP_HDR_LEN + o->len - st->o_off;
+            if (left < rem) {
+                st->o_off += left;
+                break;
+            }
+            left -= rem;
+            st->o_off = 0;
+            st->o_head = o->next;
+            if (!st->o_head)
+                st->o_tail = NULL;
+            out_release(st->ctx, o);
+        }
+    }
+    set_events(st, EPOLLIN);
+    return 0;
+}
+
+static void target_kill(tcp_stream_t *st, const char *why)
+{
+    tcp_ctx_t *c = st->ctx;
+    if (st->dead)
+        return;
+    if (why)
+        tide_warn("tcp: closing stream %d from rank %d (%s)", st->index, st->peer, why);
+    st->dead = true;
+    epoll_ctl(c->epfd, EPOLL_CTL_DEL, st->fd, NULL);
+    close(st->fd);
+    st->fd = -1;
+    if (st->cur_seg)
+        p2p_lseg_put(st->cur_seg);
+    st->cur_seg = NULL;
+    for (tcp_out_t *o = st->o_head, *next; o; o = next) {
+        next = o->next;
+        out_release(c, o);
+    }
+    st->o_head = st->o_tail = NULL;
+    tide_list_remove(&st->link);
+    tide_list_push_back(&c->dead, &st->link);
+}
+
+static bool target_hello(tcp_stream_t *st)
+{
+    tcp_ctx_t *c = st->ctx;
+    tcp_hello_t h;
+    const char *why = NULL;
+    int rc = rx_fill(st, TCP_HELLO_LEN, &why);
+    if (rc == 0)
+        return false;
+    if (rc < 0) {
+        target_kill(st, NULL);
+        return false;
+    }
+    if (tcp_hello_decode(st->rbuf + st->rpos, &h) != TIDE_SUCCESS) {
+        target_kill(st, "not a Tide stream hello");
+        return false;
+    }
+    if (h.rank >= (uint32_t)c->e->nranks || h.rank == (uint32_t)c->e->rank ||
+        !tide_secret_equal(h.token, sizeof(h.token), c->token, sizeof(c->token))) {
+        target_kill(st, "wrong token or rank in the hello");
+        return false;
+    }
+    st->rpos += TCP_HELLO_LEN;
+    st->peer = (int)h.rank;
+    st->index = (int)h.index;
+    st->hello_done = true;
+    tide_debug("tcp: stream %u from rank %u accepted", h.index, h.rank);
+    return true;
+}
+
+/* Target: hello, then WRITE / READ / NOTIFY frames. */
+static void target_read(tcp_stream_t *st)
+{
+    tcp_ctx_t *c = st->ctx;
+    char who[48];
+    const char *why = NULL;
+    int rc = 1;
+
+    if (!st->hello_done && !target_hello(st))
+        return;
+    snprintf(who, sizeof(who), "tcp from rank %d", st->peer);
+    for (int frames = 0; frames < FRAMES_PER_WAKE && rc > 0; frames++) {
+        if (st->in_payload) {
+            if ((rc = rx_payload(st, &why)) <= 0)
+                break;
+            p2p_lseg_put(st->cur_seg);
+            st->cur_seg = NULL;
+            st->in_payload = false;
+            st->acks++;
+            continue;
+        }
+        if ((rc = rx_fill(st, TCP_HDR_LEN, &why)) <= 0)
+            break;
+        tcp_frame_t f;
+        if (tcp_frame_decode(st->rbuf + st->rpos, &f) != TIDE_SUCCESS) {
+            target_kill(st, "malformed frame header");
+            return;
+        }
+        st->rpos += TCP_HDR_LEN;
+        if (f.op == TCP_OP_WRITE || f.op == TCP_OP_READ) {
+            p2p_lseg_t *seg = p2p_lseg_get(c->e, f.seg, f.off, f.len, who);
+            if (!seg) {
+                target_kill(st, "request outside our segments");
+                return;
+            }
+            if (f.op == TCP_OP_WRITE) {
+                st->cur_seg = seg;
+                st->dst = seg->addr + f.off;
+                st->left = f.len;
+                st->in_payload = true;
+            } else {
+                tcp_frame_t r = {.op = TCP_OP_READ_RESP, .len = f.len, .tag = f.tag};
+                if (!push_acks(st) || !out_push(st, &r, seg->addr + f.off, seg)) {
+                    p2p_lseg_put(seg);
+                    target_kill(st, "out of memory");
+                    return;
+                }
+            }
+        } else if (f.op == TCP_OP_NOTIFY) {
+            p2p_notify_received(c->e, st->peer, f.tag);
+            st->acks++;
+        } else {
+            target_kill(st, "unexpected frame");
+            return;
+        }
+    }
+    if (rc < 0) {
+        tide_info("tcp: stream %d from rank %d ended (%s)", st->index, st->peer, why);
+        target_kill(st, NULL); /* the initiator went away: its business */
+        return;
+    }
+    if (!push_acks(st) || target_flush(st) != 0)
+        target_kill(st, "cannot answer");
+}
+
+/* -------------------------------------------------------------- progress */
+
+static void accept_all(tcp_ctx_t *c)
+{
+    for (;;) {
+        int fd = accept4(c->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                tide_warn("tcp: accept: %m");
+            return;
+        }
+        sock_tune(fd, c->e->sockbuf);
+        tcp_stream_t *st = stream_new(c, -1, -1, true);
+        if (!st) {
+            tide_error("tcp: out of memory accepting a stream");
+            close(fd);
+            continue;
+        }
+        st->fd = fd;
+        st->dead = false;
+        st->events = EPOLLIN;
+        struct epoll_event e = {.events = EPOLLIN, .data.ptr = st};
+        if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
+            close(fd);
+            free(st->rbuf);
+            free(st);
+            continue;
+        }
+        tide_list_push_back(&c->targets, &st->link);
+    }
+}
+
+static void free_stream(tcp_stream_t *st)
+{
+    pthread_mutex_destroy(&st->lock);
+    free(st->rbuf);
+    free(st);
+}
+
+static void *progress_main(void *arg)
+{
+    tcp_ctx_t *c = arg;
+    struct epoll_event ev[64];
+
+    while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+        int n = epoll_wait(c->epfd, ev, 64, 200);
+        for (int i = 0; i < n; i++) {
+            void *p = ev[i].data.ptr;
+            if (p == &c->listen_fd) {
+                accept_all(c);
+            } else if (p == &c->wake_fd) {
+                uint64_t v;
+                ssize_t r = read(c->wake_fd, &v, sizeof(v));
+                (void)r;
+            } else {
+                tcp_stream_t *st = p;
+                if (st->target) {
+                    if (!st->dead && (ev[i].events & EPOLLOUT) && target_flush(st) != 0)
+                        target_kill(st, NULL);
+                    if (!st->dead && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                        target_read(st);
+                } else {
+                    if (ev[i].events & EPOLLOUT) {
+                        pthread_mutex_lock(&st->lock);
+                        if (!st->dead && init_flush(st) != 0) {
+                            tide_info("path %s: send: %m", st->path.name);
+                            shutdown(st->fd, SHUT_RDWR);
+                        }
+                        pthread_mutex_unlock(&st->lock);
+                    }
+                    if (!st->dead && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                        init_read(st);
+                }
+            }
+        }
+        tide_list_t *pos, *tmp;
+        tide_list_for_each_safe(pos, tmp, &c->dead)
+        {
+            tide_list_remove(pos);
+            free_stream(tide_list_entry(pos, tcp_stream_t, link));
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void tcp_fini(void *ctx)
+{
+    tcp_ctx_t *c = ctx;
+    if (!c)
+        return;
+    if (c->started) {
+        __atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
+        uint64_t one = 1;
+        ssize_t r = write(c->wake_fd, &one, sizeof(one));
+        (void)r;
+        pthread_join(c->thread, NULL);
+    }
+    for (int p = 0; c->peers && p < c->e->nranks; p++) {
+        tcp_peer_t *tp = &c->peers[p];
+        for (int i = 0; tp->streams && i < c->e->tcp_streams; i++) {
+            if (!tp->streams[i])
+                continue;
+            stream_fail(tp->streams[i], "engine destroyed", TIDE_ERR_REVOKED);
+            free_stream(tp->streams[i]);
+        }
+        free(tp->streams);
+        pthread_mutex_destroy(&tp->lock);
+    }
+    free(c->peers);
+    tide_list_t *pos, *tmp;
+    tide_list_for_each_safe(pos, tmp, &c->targets)
+    {
+        target_kill(tide_list_entry(pos, tcp_stream_t, link), NULL);
+    }
+    tide_list_for_each_safe(pos, tmp, &c->dead)
+    {
+        tide_list_remove(pos);
+        free_stream(tide_list_entry(pos, tcp_stream_t, link));
+    }
+    for (tcp_out_t *o = c->free_outs, *next; o; o = next) {
+        next = o->next;
+        free(o);
+    }
+    if (c->listen_fd >= 0)
+        close(c->listen_fd);
+    if (c->epfd >= 0)
+        close(c->epfd);
+    if (c->wake_fd >= 0)
+        close(c->wake_fd);
+    free(c);
+}
+
+static tide_status_t tcp_listen(tcp_ctx_t *c)
+{
+    tide_engine_t *e = c->e;
+    tide_sockaddr_t a;
+    tide_status_t st;
+    if ((st = tide_sock_resolve(e->tcp_host, 0, &a)) != TIDE_SUCCESS ||
+        (st = tide_sock_listen(&a, 1024, &c->listen_fd)) != TIDE_SUCCESS)
+        return st;
+    tide_sock_set_nonblock(c->listen_fd);
+    if (a.ss.ss_family == AF_INET) {
+        e->self.family = 4;
+        memcpy(e->self.addr, &((struct sockaddr_in *)(void *)&a.ss)->sin_addr, 4);
+    } else {
+        e->self.family = 6;
+        memcpy(e->self.addr, &((struct sockaddr_in6 *)(void *)&a.ss)->sin6_addr, 16);
+    }
+    e->self.port = tide_sock_port(&a);
+    return TIDE_SUCCESS;
+}
+
+static tide_status_t tcp_init(tide_engine_t *e, void **ctx)
+{
+    tide_status_t st = TIDE_ERR_NOMEM;
+    sigset_t all, old;
+    tcp_ctx_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        goto err_nomem;
+    c->e = e;
+    c->listen_fd = c->epfd = c->wake_fd = -1;
+    tide_list_init(&c->targets);
+    tide_list_init(&c->dead);
+    c->peers = calloc((size_t)e->nranks, sizeof(*c->peers));
+    if (!c->peers)
+        goto err;
+    for (int p = 0; p < e->nranks; p++) {
+        tcp_peer_t *tp = &c->peers[p];
+        pthread_mutex_init(&tp->lock, NULL);
+        tp->streams = calloc((size_t)e->tcp_streams, sizeof(*tp->streams));
+        if (!tp->streams)
+            goto err;
+        for (int i = 0; i < e->tcp_streams; i++)
+            if (!(tp->streams[i] = stream_new(c, p, i, false)))
+                goto err;
+        e->peers[p].tcp = tp;
+    }
+    if ((st = tide_random_bytes(c->token, sizeof(c->token))) != TIDE_SUCCESS ||
+        (st = tcp_listen(c)) != TIDE_SUCCESS)
+        goto err;
+    memcpy(e->self.token, c->token, sizeof(c->token));
+    st = TIDE_ERR_IO;
+    c->epfd = epoll_create1(EPOLL_CLOEXEC);
+    c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event le = {.events = EPOLLIN, .data.ptr = &c->listen_fd};
+    struct epoll_event we = {.events = EPOLLIN, .data.ptr = &c->wake_fd};
+    if (c->epfd < 0 || c->wake_fd < 0 ||
+        epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->listen_fd, &le) != 0 ||
+        epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->wake_fd, &we) != 0) {
+        tide_error("tcp transport: epoll setup: %m");
+        goto err;
+    }
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&c->thread, NULL, progress_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        errno = rc;
+        tide_error("tcp transport: pthread_create: %m");
+        goto err;
+    }
+    c->started = true;
+    *ctx = c;
+    return TIDE_SUCCESS;
+err:
+    tcp_fini(c);
+    return st;
+err_nomem:
+    tide_error("tcp transport: out of memory");
+    return TIDE_ERR_NOMEM;
+}
+
+static bool tcp_reaches(void *ctx, const p2p_peer_t *peer)
+{
+    tcp_ctx_t *c = ctx;
+    return peer->rank != c->e->rank;
+}
+
+const p2p_transport_ops_t p2p_tcp_transport = {
+    .name = "tcp",
+    .bit = TIDE_TRANSPORT_TCP,
+    .init = tcp_init,
+    .reaches = tcp_reaches,
+    .post = tcp_post,
+    .fini = tcp_fini,
+};
+
+/* Test hook: break stream `index` to peer as a failing link would. */
+void p2p_tcp_break_stream(tide_engine_t *e, int peer, int index);
+void p2p_tcp_break_stream(tide_engine_t *e, int peer, int index)
+{
+    tcp_peer_t *tp = e->peers[peer].tcp;
+    tcp_stream_t *st = tp->streams[index];
+    pthread_mutex_lock(&st->lock);
+    if (!st->dead)
+        shutdown(st->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&st->lock);
+}

@@ -1,0 +1,50 @@
+/*
+ * Transport interface. A transport is an ops table; the engine tries the
+ * transports that reach a peer in order (shm, then tcp) and hands each the
+ * slices the previous ones did not take. One transport never includes
+ * another.
+ *
+ * Ownership: slices belong to their batch. A transport that takes a slice
+ * (post's return value counts them) must call p2p_slice_done() exactly
+ * once for it, on success or error, from any thread; it must not touch the
+ * slice afterwards. Slices are idempotent: re-posting one on another path
+ * is always safe.
+ */
+#ifndef TIDE_P2P_TRANSPORT_H
+#define TIDE_P2P_TRANSPORT_H
+
+#include "p2p.h"
+
+struct p2p_transport_ops {
+    const char *name;
+    unsigned bit; /* TIDE_TRANSPORT_* */
+
+    /* Per-engine setup before endpoints are exchanged; may fill e->self
+     * (listening address, token). Blocking; the creating thread. On error
+     * nothing is left to undo. */
+    tide_status_t (*init)(tide_engine_t *e, void **ctx);
+
+    /* After the exchange: can this transport reach peer? Creating thread. */
+    bool (*reaches)(void *ctx, const p2p_peer_t *peer);
+
+    /* Prepare a peer's segment for this transport (e.g. map it). Optional.
+     * Blocking; any thread; failure only means the transport will not
+     * carry slices to that segment. */
+    void (*seg_open)(void *ctx, p2p_peer_t *peer, p2p_rseg_t *rseg);
+    void (*seg_close)(void *ctx, p2p_rseg_t *rseg);
+
+    /* Post slices[0..n) to peer. Does not block on the network; may
+     * complete slices before it returns. Returns how many it took (a
+     * prefix of the array); the rest go to the next transport. Any thread,
+     * concurrently. */
+    size_t (*post)(void *ctx, p2p_peer_t *peer, p2p_slice_t **slices, size_t n);
+
+    /* Stop: every slice still held completes with TIDE_ERR_REVOKED; then
+     * free ctx. Blocking; the destroying thread. */
+    void (*fini)(void *ctx);
+};
+
+extern const p2p_transport_ops_t p2p_shm_transport;
+extern const p2p_transport_ops_t p2p_tcp_transport;
+
+#endif

@@ -1,0 +1,402 @@
+/*
+ * Transfer engine, two engines in one process (ranks as threads for
+ * creation; then rank 0 drives, rank 1's progress thread serves), over
+ * each transport: byte-exact WRITE and READ for random offsets, lengths (1
+ * byte, odd sizes, unaligned addresses) and batch sizes against a
+ * reference copy of both memories; large striped requests; many batches in
+ * flight; our own segments; notifications; invalid requests refused with
+ * nothing moved; a TCP stream broken mid-batch.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "p2p.h"
+#include "test_util.h"
+#include "tide.h"
+
+void p2p_tcp_break_stream(tide_engine_t *e, int peer, int index);
+
+#define REGION (1u << 20)
+
+typedef struct pair {
+    unsigned transports;
+    tide_unique_id_t id;
+    tide_comm_t *comm[2];
+    tide_engine_t *eng[2];
+    tide_status_t st[2];
+} pair_t;
+
+typedef struct maker {
+    pair_t *p;
+    int rank;
+} maker_t;
+
+static void *make_rank(void *arg)
+{
+    maker_t *m = arg;
+    pair_t *p = m->p;
+    tide_engine_config_t cfg = TIDE_ENGINE_CONFIG_INIT;
+    cfg.transports = p->transports;
+    p->st[m->rank] = tide_comm_init_rank(&p->comm[m->rank], 2, &p->id, m->rank, NULL);
+    if (p->st[m->rank] == TIDE_SUCCESS)
+        p->st[m->rank] = tide_engine_create(p->comm[m->rank], &cfg, &p->eng[m->rank]);
+    return NULL;
+}
+
+static pair_t *pair_open(unsigned transports)
+{
+    pair_t *p = calloc(1, sizeof(*p));
+    pthread_t t[2];
+    maker_t m[2] = {{p, 0}, {p, 1}};
+    p->transports = transports;
+    assert_int_equal(tide_get_unique_id(&p->id), TIDE_SUCCESS);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, make_rank, &m[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(p->st[0], TIDE_SUCCESS);
+    assert_int_equal(p->st[1], TIDE_SUCCESS);
+    return p;
+}
+
+static void pair_close(pair_t *p)
+{
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(tide_engine_destroy(p->eng[i]), TIDE_SUCCESS);
+    for (int i = 0; i < 2; i++)
+        tide_comm_destroy(p->comm[i]);
+    free(p);
+}
+
+static int setup_shm(void **state)
+{
+    *state = pair_open(TIDE_TRANSPORT_SHM);
+    return 0;
+}
+
+static int setup_tcp(void **state)
+{
+    *state = pair_open(TIDE_TRANSPORT_TCP);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    pair_close(*state);
+    test_log_capture_stop();
+    return 0;
+}
+
+/* deterministic pseudo-random numbers */
+static uint64_t rng_state = 88172645463325252ULL;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void fill(unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)rnd();
+}
+
+static void expect_equal(const unsigned char *got, const unsigned char *want, size_t n,
+                         const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != want[i])
+            fail_msg("%s: byte %zu is 0x%02x, expected 0x%02x", what, i, got[i], want[i]);
+}
+
+/* Rank 0's local memory (registered, odd base address) and rank 1's two
+ * segments (allocated shared memory, registered user memory). */
+typedef struct mem {
+    unsigned char *local_buf, *local; /* local = local_buf + 3: unaligned */
+    unsigned char *remote[2];
+    unsigned char *ref_local, *ref_remote[2];
+    uint32_t lid, rid[2];
+    unsigned char *user_remote_buf;
+} mem_t;
+
+static void mem_setup(pair_t *p, mem_t *m)
+{
+    void *shm;
+    m->local_buf = malloc(REGION + 3);
+    m->local = m->local_buf + 3;
+    m->user_remote_buf = malloc(REGION);
+    assert_int_equal(tide_segment_register(p->eng[0], m->local, REGION, &m->lid), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_alloc(p->eng[1], REGION, &shm, &m->rid[0]), TIDE_SUCCESS);
+    m->remote[0] = shm;
+    m->remote[1] = m->user_remote_buf;
+    assert_int_equal(tide_segment_register(p->eng[1], m->remote[1], REGION, &m->rid[1]),
+                     TIDE_SUCCESS);
+    for (int s = 0; s < 2; s++)
+        assert_int_equal(tide_segment_open(p->eng[0], 1, m->rid[s], 5000), TIDE_SUCCESS);
+    m->ref_local = malloc(REGION);
+    fill(m->local, REGION);
+    memcpy(m->ref_local, m->local, REGION);
+    for (int s = 0; s < 2; s++) {
+        m->ref_remote[s] = malloc(REGION);
+        fill(m->remote[s], REGION);
+        memcpy(m->ref_remote[s], m->remote[s], REGION);
+    }
+}
+
+static void mem_check(mem_t *m)
+{
+    expect_equal(m->local, m->ref_local, REGION, "rank 0 memory");
+    expect_equal(m->remote[0], m->ref_remote[0], REGION, "rank 1 shared segment");
+    expect_equal(m->remote[1], m->ref_remote[1], REGION, "rank 1 user segment");
+}
+
+static void mem_free(pair_t *p, mem_t *m)
+{
+    assert_int_equal(tide_segment_free(p->eng[1], m->rid[0]), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_free(p->eng[1], m->rid[1]), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_free(p->eng[0], m->lid), TIDE_SUCCESS);
+    free(m->local_buf);
+    free(m->user_remote_buf);
+    free(m->ref_local);
+    free(m->ref_remote[0]);
+    free(m->ref_remote[1]);
+}
+
+/* Random batches whose requests touch disjoint bytes on both sides (order
+ * inside a batch is not defined, like RDMA over several QPs). */
+static void random_batches(pair_t *p, mem_t *m, int nbatches, size_t max_len)
+{
+    enum { MAXREQ = 64 };
+    tide_request_t req[MAXREQ];
+    for (int b = 0; b < nbatches; b++) {
+        size_t n = 1 + rnd() % MAXREQ;
+        size_t slot = REGION / n; /* request i owns [i*slot, (i+1)*slot) on both sides */
+        for (size_t i = 0; i < n; i++) {
+            size_t cap = slot < max_len ? slot : max_len;
+            size_t len = rnd() % 8 == 0 ? 1 : 1 + rnd() % cap;
+            size_t lo = i * slot + rnd() % (slot - len + 1);
+            size_t ro = i * slot + rnd() % (slot - len + 1);
+            int seg = (int)(rnd() % 2);
+            req[i] = (tide_request_t){.op = rnd() % 2 ? TIDE_OP_WRITE : TIDE_OP_READ,
+                                      .local_segment = m->lid,
+                                      .local_offset = lo,
+                                      .peer = 1,
+                                      .remote_segment = m->rid[seg],
+                                      .remote_offset = ro,
+                                      .length = len};
+            if (req[i].op == TIDE_OP_WRITE)
+                memcpy(m->ref_remote[seg] + ro, m->ref_local + lo, len);
+            else
+                memcpy(m->ref_local + lo, m->ref_remote[seg] + ro, len);
+        }
+        tide_batch_t *batch;
+        assert_int_equal(tide_batch_submit(p->eng[0], req, n, 0, &batch), TIDE_SUCCESS);
+        assert_int_equal(tide_batch_wait(batch, 10000), TIDE_SUCCESS);
+        assert_int_equal(tide_batch_test(batch), TIDE_SUCCESS);
+        assert_int_equal(tide_batch_free(batch), TIDE_SUCCESS);
+        mem_check(m);
+    }
+}
+
+static void test_random_small(void **state)
+{
+    pair_t *p = *state;
+    mem_t m;
+    mem_setup(p, &m);
+    random_batches(p, &m, 60, 300);
+    mem_free(p, &m);
+}
+
+static void test_random_large(void **state)
+{
+    pair_t *p = *state;
+    mem_t m;
+    mem_setup(p, &m);
+    random_batches(p, &m, 30, REGION); /* crosses slice boundaries */
+    mem_free(p, &m);
+}
+
+static void test_many_in_flight(void **state)
+{
+    pair_t *p = *state;
+    mem_t m;
+    enum { NB = 32 };
+    tide_batch_t *b[NB];
+    mem_setup(p, &m);
+    size_t chunk = REGION / NB;
+    for (int i = 0; i < NB; i++) {
+        tide_request_t r = {.op = TIDE_OP_WRITE,
+                            .local_segment = m.lid,
+                            .local_offset = (size_t)i * chunk,
+                            .peer = 1,
+                            .remote_segment = m.rid[i % 2],
+                            .remote_offset = (size_t)(NB - 1 - i) * chunk,
+                            .length = chunk};
+        memcpy(m.ref_remote[i % 2] + r.remote_offset, m.ref_local + r.local_offset, chunk);
+        assert_int_equal(tide_batch_submit(p->eng[0], &r, 1, 0, &b[i]), TIDE_SUCCESS);
+    }
+    for (int i = NB - 1; i >= 0; i--) {
+        assert_int_equal(tide_batch_wait(b[i], 10000), TIDE_SUCCESS);
+        assert_int_equal(tide_batch_free(b[i]), TIDE_SUCCESS);
+    }
+    mem_check(&m);
+    mem_free(p, &m);
+}
+
+static void test_self(void **state)
+{
+    pair_t *p = *state;
+    unsigned char *a = malloc(4096), *bb = malloc(4096);
+    uint32_t ia, ib;
+    fill(a, 4096);
+    memset(bb, 0, 4096);
+    assert_int_equal(tide_segment_register(p->eng[0], a, 4096, &ia), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_register(p->eng[0], bb, 4096, &ib), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_open(p->eng[0], 0, ib, 1000), TIDE_SUCCESS);
+    tide_request_t r = {TIDE_OP_WRITE, ia, 5, 0, ib, 100, 3000};
+    tide_batch_t *b;
+    assert_int_equal(tide_batch_submit(p->eng[0], &r, 1, 0, &b), TIDE_SUCCESS);
+    assert_int_equal(tide_batch_wait(b, 1000), TIDE_SUCCESS);
+    tide_batch_free(b);
+    expect_equal(bb + 100, a + 5, 3000, "self write");
+    free(a);
+    free(bb);
+}
+
+static void test_notify(void **state)
+{
+    pair_t *p = *state;
+    mem_t m;
+    uint64_t count = 99;
+    mem_setup(p, &m);
+    assert_int_equal(tide_notify_count(p->eng[1], 0, &count), TIDE_SUCCESS);
+    assert_int_equal(count, 0);
+    for (int i = 1; i <= 3; i++) {
+        tide_request_t r = {TIDE_OP_WRITE, m.lid, 0, 1, m.rid[1], 1000, 70000};
+        memcpy(m.ref_remote[1] + 1000, m.ref_local, 70000);
+        tide_batch_t *b;
+        assert_int_equal(tide_batch_submit(p->eng[0], &r, 1, TIDE_BATCH_NOTIFY, &b), TIDE_SUCCESS);
+        /* the receiver learns that the data landed from the notification */
+        assert_int_equal(tide_notify_wait(p->eng[1], 0, (uint64_t)i, 5000), TIDE_SUCCESS);
+        expect_equal(m.remote[1], m.ref_remote[1], REGION, "notified data");
+        assert_int_equal(tide_batch_wait(b, 5000), TIDE_SUCCESS);
+        tide_batch_free(b);
+    }
+    test_log_capture_start();
+    assert_int_equal(tide_notify_wait(p->eng[1], 0, 4, 100), TIDE_ERR_TIMEOUT);
+    assert_true(test_log_contains("3 of 4 notifications from rank 0"));
+    mem_free(p, &m);
+}
+
+static void test_invalid(void **state)
+{
+    pair_t *p = *state;
+    mem_t m;
+    tide_batch_t *b = (tide_batch_t *)0x1;
+    uint32_t id;
+    void *addr;
+    mem_setup(p, &m);
+    test_log_capture_start();
+    tide_request_t good = {TIDE_OP_WRITE, m.lid, 0, 1, m.rid[0], 0, 16};
+    tide_request_t r;
+#define REFUSED(field, value, message)                                                             \
+    do {                                                                                           \
+        r = good;                                                                                  \
+        r.field = value;                                                                           \
+        test_log_clear();                                                                          \
+        assert_int_equal(tide_batch_submit(p->eng[0], &r, 1, 0, &b), TIDE_ERR_INVALID);            \
+        assert_true(test_log_contains(message));                                                   \
+    } while (0)
+    REFUSED(remote_offset, REGION - 8, "outside segment");
+    REFUSED(remote_offset, UINT64_MAX - 4, "outside segment");
+    REFUSED(length, 0, "length is 0");
+    REFUSED(local_offset, REGION, "outside local segment");
+    REFUSED(local_offset, UINT64_MAX, "outside local segment");
+    REFUSED(local_segment, 999, "no local segment 999");
+    REFUSED(remote_segment, 999, "is not open");
+    REFUSED(peer, 2, "peer 2 is not in 0..1");
+    REFUSED(peer, -1, "peer -1 is not in 0..1");
+    REFUSED(op, (tide_op_t)7, "unknown op 7");
+    assert_ptr_equal(b, (tide_batch_t *)0x1);
+    assert_int_equal(tide_batch_submit(p->eng[0], &good, 0, 0, &b), TIDE_ERR_INVALID);
+    assert_int_equal(tide_batch_submit(p->eng[0], NULL, 1, 0, &b), TIDE_ERR_INVALID);
+    assert_int_equal(tide_batch_submit(NULL, &good, 1, 0, &b), TIDE_ERR_INVALID);
+    assert_int_equal(tide_batch_submit(p->eng[0], &good, 1, 0x80, &b), TIDE_ERR_INVALID);
+    /* a bad request anywhere in the batch: nothing moves */
+    tide_request_t two[2] = {good, good};
+    two[1].length = REGION * 2;
+    assert_int_equal(tide_batch_submit(p->eng[0], two, 2, 0, &b), TIDE_ERR_INVALID);
+    mem_check(&m);
+    assert_int_equal(tide_segment_register(p->eng[0], NULL, 10, &id), TIDE_ERR_INVALID);
+    assert_int_equal(tide_segment_register(p->eng[0], m.local, 0, &id), TIDE_ERR_INVALID);
+    assert_int_equal(tide_segment_alloc(p->eng[0], 0, &addr, &id), TIDE_ERR_INVALID);
+    assert_int_equal(tide_segment_free(p->eng[0], 12345), TIDE_ERR_INVALID);
+    assert_int_equal(tide_segment_open(p->eng[0], 5, 0, 10), TIDE_ERR_INVALID);
+    assert_int_equal(tide_segment_open(p->eng[0], 1, 777, 100), TIDE_ERR_TIMEOUT);
+    assert_int_equal(tide_batch_wait(NULL, 10), TIDE_ERR_INVALID);
+    assert_int_equal(tide_batch_free(NULL), TIDE_ERR_INVALID);
+    assert_int_equal(tide_engine_destroy(NULL), TIDE_ERR_INVALID);
+    assert_int_equal(tide_engine_create(NULL, NULL, NULL), TIDE_ERR_INVALID);
+    mem_free(p, &m);
+}
+
+/* A stream shut down in the middle of a batch: the batch completes over
+ * the other stream with every byte right. */
+static void test_stream_broken_mid_batch(void **state)
+{
+    pair_t *p = *state;
+    enum { LEN = 48 << 20 };
+    unsigned char *src = malloc(LEN), *dst = calloc(1, LEN);
+    uint32_t sid, did;
+    fill(src, LEN);
+    assert_int_equal(tide_segment_register(p->eng[0], src, LEN, &sid), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_register(p->eng[1], dst, LEN, &did), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_open(p->eng[0], 1, did, 1000), TIDE_SUCCESS);
+    for (int round = 0; round < 3; round++) {
+        tide_request_t r = {TIDE_OP_WRITE, sid, 0, 1, did, 0, LEN};
+        tide_batch_t *b;
+        memset(dst, 0, LEN);
+        assert_int_equal(tide_batch_submit(p->eng[0], &r, 1, 0, &b), TIDE_SUCCESS);
+        p2p_tcp_break_stream(p->eng[0], 1, round % 2); /* mid-batch: most is still queued */
+        assert_int_equal(tide_batch_wait(b, 20000), TIDE_SUCCESS);
+        tide_batch_free(b);
+        expect_equal(dst, src, LEN, "after a broken stream");
+    }
+    /* and READs */
+    tide_request_t rd = {TIDE_OP_READ, sid, 0, 1, did, 0, LEN};
+    fill(dst, LEN);
+    tide_batch_t *b;
+    assert_int_equal(tide_batch_submit(p->eng[0], &rd, 1, 0, &b), TIDE_SUCCESS);
+    p2p_tcp_break_stream(p->eng[0], 1, 0);
+    assert_int_equal(tide_batch_wait(b, 20000), TIDE_SUCCESS);
+    tide_batch_free(b);
+    expect_equal(src, dst, LEN, "read after a broken stream");
+    free(src);
+    free(dst);
+}
+
+#define BOTH(fn)                                                                                   \
+    cmocka_unit_test_setup_teardown(fn, setup_shm, teardown),                                      \
+        cmocka_unit_test_setup_teardown(fn, setup_tcp, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        BOTH(test_random_small),
+        BOTH(test_random_large),
+        BOTH(test_many_in_flight),
+        BOTH(test_self),
+        BOTH(test_notify),
+        BOTH(test_invalid),
+        cmocka_unit_test_setup_teardown(test_stream_broken_mid_batch, setup_tcp, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
