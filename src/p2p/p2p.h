@@ -35,8 +35,10 @@ typedef struct p2p_path {
     uint64_t slices, bytes, errors, failovers;
 } p2p_path_t;
 
-/* The one place a path changes state: logs "name: old -> new (why)". */
-void p2p_path_set_state(p2p_path_t *path, p2p_path_state_t state, const char *why);
+/* The one place a path changes state: logs "name: old -> new (why)", as a
+ * warning when it fails or degrades with work on it (`with_work`), else
+ * as information (a peer that left with nothing in flight). */
+void p2p_path_set_state(p2p_path_t *path, p2p_path_state_t state, const char *why, bool with_work);
 bool p2p_path_usable(const p2p_path_t *path);
 const char *p2p_path_state_str(p2p_path_state_t state);
 
@@ -168,6 +170,13 @@ struct tide_engine {
     void *tr_ctx[P2P_MAX_TRANSPORTS];
     int ntr;
 };
+
+/* True when [off, off+len) lies inside a segment of seg_len bytes
+ * (no overflow for any inputs: they may come from the network). */
+static inline bool p2p_range_ok(uint64_t off, uint64_t len, uint64_t seg_len)
+{
+    return off <= seg_len && len <= seg_len - off;
+}
 
 /* Segments (p2p_segment.c) */
 /* The local segment [off, off+len) of id, or NULL if it is not there

@@ -117,7 +117,7 @@ static tide_status_t check_request(tide_engine_t *e, const tide_request_t *r, si
                    i, r->remote_segment, r->peer);
         return TIDE_ERR_INVALID;
     }
-    if (r->remote_offset > rs->desc.len || r->length > rs->desc.len - r->remote_offset) {
+    if (!p2p_range_ok(r->remote_offset, r->length, rs->desc.len)) {
         tide_error("tide_batch_submit: request %zu: [%" PRIu64 ", +%" PRIu64
                    ") is outside segment %u of rank %d (%" PRIu64 " bytes)",
                    i, r->remote_offset, r->length, r->remote_segment, r->peer, rs->desc.len);
@@ -231,6 +231,16 @@ tide_status_t tide_batch_submit(tide_engine_t *e, const tide_request_t *reqs, si
         if (!ls)
             goto err_put;
         p2p_rseg_t *rs = p2p_rseg_find(&e->peers[r->peer], r->remote_segment);
+        /* A small request that continues the previous slice on both sides
+         * joins it (up to the slice size): one frame, one completion. */
+        p2p_slice_t *prev = k ? &b->slices[k - 1] : NULL;
+        if (prev && prev->peer == r->peer && prev->op == (uint8_t)r->op && prev->lseg == ls &&
+            prev->rseg == rs && prev->local + prev->len == ls->addr + r->local_offset &&
+            prev->roff + prev->len == r->remote_offset && prev->len + r->length <= e->slice_size) {
+            prev->len += (uint32_t)r->length;
+            p2p_lseg_put(ls); /* prev already holds the segment */
+            continue;
+        }
         for (uint64_t off = 0; off < r->length; off += e->slice_size) {
             p2p_slice_t *s = &b->slices[k++];
             memset(s, 0, offsetof(p2p_slice_t, hdr));
@@ -246,6 +256,7 @@ tide_status_t tide_batch_submit(tide_engine_t *e, const tide_request_t *reqs, si
                 __atomic_add_fetch(&ls->busy, 1, __ATOMIC_ACQ_REL);
         }
     }
+    nslices = k; /* after coalescing */
     b->nslices = nslices;
     b->flags = flags;
     b->status = 0;

@@ -18,12 +18,12 @@ const char *p2p_path_state_str(p2p_path_state_t state)
     return "?";
 }
 
-void p2p_path_set_state(p2p_path_t *path, p2p_path_state_t state, const char *why)
+void p2p_path_set_state(p2p_path_t *path, p2p_path_state_t state, const char *why, bool with_work)
 {
     int old = __atomic_exchange_n(&path->state, (int)state, __ATOMIC_ACQ_REL);
     if (old == (int)state)
         return;
-    if (state == P2P_PATH_FAILED || state == P2P_PATH_DEGRADED)
+    if ((state == P2P_PATH_FAILED || state == P2P_PATH_DEGRADED) && with_work)
         tide_warn("path %s: %s -> %s (%s)", path->name, p2p_path_state_str(old),
                   p2p_path_state_str(state), why);
     else

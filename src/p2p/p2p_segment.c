@@ -189,7 +189,7 @@ p2p_lseg_t *p2p_lseg_get(tide_engine_t *e, uint32_t id, uint64_t off, uint64_t l
     p2p_lseg_t *seg;
     pthread_rwlock_rdlock(&e->lseg_lock);
     seg = id < e->nlsegs ? e->lsegs[id] : NULL;
-    if (seg && !seg->dead && off <= seg->len && len <= seg->len - off)
+    if (seg && !seg->dead && p2p_range_ok(off, len, seg->len))
         __atomic_add_fetch(&seg->busy, 1, __ATOMIC_ACQ_REL);
     else {
         if (seg && !seg->dead)

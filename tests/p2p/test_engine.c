@@ -17,6 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include "p2p.h"
+#include "tcp_frame.h"
+#include "util_sock.h"
+#include "util_time.h"
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
 #include "test_util.h"
 #include "tide.h"
 
@@ -383,6 +390,148 @@ static void test_stream_broken_mid_batch(void **state)
     free(dst);
 }
 
+/* ---------------------------------------------- hostile clients on TCP */
+
+static int raw_connect(pair_t *p)
+{
+    tide_sockaddr_t a;
+    char port[8];
+    int fd;
+    snprintf(port, sizeof(port), "%u", p->eng[1]->self.port);
+    assert_int_equal(tide_sock_resolve("127.0.0.1", p->eng[1]->self.port, &a), TIDE_SUCCESS);
+    assert_int_equal(tide_sock_connect(&a, tide_deadline_ms(2000), &fd), TIDE_SUCCESS);
+    return fd;
+}
+
+static void raw_send(int fd, const void *buf, size_t len)
+{
+    assert_int_equal(tide_sock_send_all(fd, buf, len, tide_deadline_ms(2000), "raw"), TIDE_SUCCESS);
+}
+
+static void raw_hello(int fd, pair_t *p, const uint8_t *token)
+{
+    uint8_t b[TCP_HELLO_LEN];
+    tcp_hello_t h = {.rank = 0, .index = 7};
+    memcpy(h.token, token ? token : p->eng[1]->self.token, 16);
+    tcp_hello_encode(b, &h);
+    raw_send(fd, b, sizeof(b));
+}
+
+static bool closed_by_engine(int fd)
+{
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    char c;
+    for (int i = 0; i < 40; i++) {
+        if (poll(&pf, 1, 50) > 0) {
+            ssize_t n = recv(fd, &c, 1, 0);
+            if (n <= 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+static void raw_frame(int fd, uint8_t op, uint32_t seg, uint64_t off, uint32_t len)
+{
+    uint8_t b[TCP_HDR_LEN];
+    tcp_frame_t f = {.op = op, .seg = seg, .off = off, .len = len};
+    tcp_frame_encode(b, &f);
+    raw_send(fd, b, sizeof(b));
+}
+
+static void test_hostile_clients(void **state)
+{
+    pair_t *p = *state;
+    mem_t m;
+    uint8_t wrong[16] = {1, 2, 3};
+    char junk[256];
+    int fd;
+    mem_setup(p, &m);
+    test_log_capture_start();
+
+    fd = raw_connect(p); /* wrong token */
+    raw_hello(fd, p, wrong);
+    raw_frame(fd, TCP_OP_WRITE, m.rid[1], 0, 64);
+    raw_send(fd, junk, 64);
+    assert_true(closed_by_engine(fd));
+    close(fd);
+    assert_true(test_log_contains("wrong token or rank in the hello"));
+
+    fd = raw_connect(p); /* not a hello at all */
+    memset(junk, 'A', sizeof(junk));
+    raw_send(fd, junk, sizeof(junk));
+    assert_true(closed_by_engine(fd));
+    close(fd);
+    assert_true(test_log_contains("not a Tide stream hello"));
+
+    fd = raw_connect(p); /* right token, write past the end of a segment */
+    raw_hello(fd, p, NULL);
+    raw_frame(fd, TCP_OP_WRITE, m.rid[1], REGION - 10, 64);
+    raw_send(fd, junk, 64);
+    assert_true(closed_by_engine(fd));
+    close(fd);
+    assert_true(test_log_contains("request outside our segments"));
+
+    fd = raw_connect(p); /* offset that overflows */
+    raw_hello(fd, p, NULL);
+    raw_frame(fd, TCP_OP_READ, m.rid[0], UINT64_MAX - 8, 64);
+    assert_true(closed_by_engine(fd));
+    close(fd);
+
+    fd = raw_connect(p); /* unknown segment */
+    raw_hello(fd, p, NULL);
+    raw_frame(fd, TCP_OP_WRITE, 4242, 0, 8);
+    assert_true(closed_by_engine(fd));
+    close(fd);
+
+    fd = raw_connect(p); /* oversized frame */
+    raw_hello(fd, p, NULL);
+    raw_frame(fd, TCP_OP_WRITE, m.rid[1], 0, TCP_FRAME_MAX + 1);
+    assert_true(closed_by_engine(fd));
+    close(fd);
+    assert_true(test_log_contains("malformed frame header"));
+
+    fd = raw_connect(p); /* half a payload, then gone */
+    raw_hello(fd, p, NULL);
+    raw_frame(fd, TCP_OP_WRITE, m.rid[1], 4096, 4096);
+    memcpy(junk, m.ref_remote[1] + 4096, 128); /* the same bytes: memory stays as expected */
+    raw_send(fd, junk, 128);
+    usleep(50000);
+    close(fd);
+    usleep(50000);
+
+    /* Nothing was written outside what the reference says, and the engine
+     * still serves its real peer. */
+    mem_check(&m);
+    random_batches(p, &m, 5, 4096);
+    /* and no transfer still holds the segment: it frees at once */
+    double t0 = test_now();
+    mem_free(p, &m);
+    assert_true(test_now() - t0 < 1.0);
+}
+
+/* Adjacent small requests become one slice; the bytes are the same. */
+static void test_coalesced(void **state)
+{
+    pair_t *p = *state;
+    mem_t m;
+    enum { N = 1000, B = 100 };
+    static tide_request_t req[N];
+    mem_setup(p, &m);
+    for (int i = 0; i < N; i++) {
+        req[i] = (tide_request_t){TIDE_OP_WRITE,          m.lid, 7 + (uint64_t)i * B, 1, m.rid[1],
+                                  1000 + (uint64_t)i * B, B};
+        memcpy(m.ref_remote[1] + req[i].remote_offset, m.ref_local + req[i].local_offset, B);
+    }
+    tide_batch_t *b;
+    assert_int_equal(tide_batch_submit(p->eng[0], req, N, 0, &b), TIDE_SUCCESS);
+    assert_true(b->nslices < N / 100); /* 100 KB in 64 KiB slices: 2 */
+    assert_int_equal(tide_batch_wait(b, 5000), TIDE_SUCCESS);
+    tide_batch_free(b);
+    mem_check(&m);
+    mem_free(p, &m);
+}
+
 #define BOTH(fn)                                                                                   \
     cmocka_unit_test_setup_teardown(fn, setup_shm, teardown),                                      \
         cmocka_unit_test_setup_teardown(fn, setup_tcp, teardown)
@@ -396,7 +545,9 @@ int main(void)
         BOTH(test_self),
         BOTH(test_notify),
         BOTH(test_invalid),
+        BOTH(test_coalesced),
         cmocka_unit_test_setup_teardown(test_stream_broken_mid_batch, setup_tcp, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_clients, setup_tcp, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

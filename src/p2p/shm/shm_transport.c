@@ -94,7 +94,7 @@ static bool shm_cma(p2p_peer_t *peer, p2p_slice_t *s)
              s->op == TIDE_OP_WRITE ? "process_vm_writev" : "process_vm_readv", s->rseg->desc.pid,
              n < 0 ? strerror(errno) : "short transfer");
     peer->shm_path.errors++;
-    p2p_path_set_state(&peer->shm_path, P2P_PATH_FAILED, why);
+    p2p_path_set_state(&peer->shm_path, P2P_PATH_FAILED, why, true);
     return false;
 }
 

@@ -273,12 +273,12 @@ static bool stream_connect(tcp_ctx_t *c, p2p_peer_t *peer, tcp_stream_t *st, int
     char why[96];
 
     peer_addr(&peer->info, &a);
-    p2p_path_set_state(&st->path, P2P_PATH_PROBING, "connecting");
+    p2p_path_set_state(&st->path, P2P_PATH_PROBING, "connecting", false);
     memcpy(h.token, peer->info.token, sizeof(h.token));
     tcp_hello_encode(hello, &h);
     if (tide_sock_connect(&a, tide_deadline_ms(timeout_ms), &fd) != TIDE_SUCCESS) {
         snprintf(why, sizeof(why), "connect failed: %s", strerror(errno));
-        p2p_path_set_state(&st->path, P2P_PATH_FAILED, why);
+        p2p_path_set_state(&st->path, P2P_PATH_FAILED, why, true);
         return false;
     }
     sock_tune(fd, c->e->sockbuf);
@@ -286,7 +286,7 @@ static bool stream_connect(tcp_ctx_t *c, p2p_peer_t *peer, tcp_stream_t *st, int
                            "tcp stream hello") != TIDE_SUCCESS ||
         tide_sock_set_nonblock(fd) != TIDE_SUCCESS) {
         close(fd);
-        p2p_path_set_state(&st->path, P2P_PATH_FAILED, "hello not sent");
+        p2p_path_set_state(&st->path, P2P_PATH_FAILED, "hello not sent", true);
         return false;
     }
     st->fd = fd;
@@ -300,10 +300,10 @@ static bool stream_connect(tcp_ctx_t *c, p2p_peer_t *peer, tcp_stream_t *st, int
         close(fd);
         st->fd = -1;
         st->dead = true;
-        p2p_path_set_state(&st->path, P2P_PATH_FAILED, "epoll_ctl failed");
+        p2p_path_set_state(&st->path, P2P_PATH_FAILED, "epoll_ctl failed", true);
         return false;
     }
-    p2p_path_set_state(&st->path, P2P_PATH_OK, "connected");
+    p2p_path_set_state(&st->path, P2P_PATH_OK, "connected", false);
     return true;
 }
 
@@ -413,7 +413,7 @@ static void stream_fail(tcp_stream_t *st, const char *why, tide_status_t fail_wi
         __atomic_store_n(&st->path.state, P2P_PATH_FAILED, __ATOMIC_RELEASE);
     } else {
         st->path.errors++;
-        p2p_path_set_state(&st->path, P2P_PATH_FAILED, why);
+        p2p_path_set_state(&st->path, P2P_PATH_FAILED, why, st->f_head || st->q_head);
     }
     epoll_ctl(c->epfd, EPOLL_CTL_DEL, st->fd, NULL);
     close(st->fd);
