@@ -308,6 +308,18 @@ TIDE_API tide_status_t tide_segment_free(tide_engine_t *engine, uint32_t id);
 TIDE_API tide_status_t tide_segment_open(tide_engine_t *engine, int peer, uint32_t id,
                                          int timeout_ms);
 
+/* A local segment's descriptor as bytes (at most TIDE_SEGMENT_DESC_MAX),
+ * for programs that pass descriptors themselves instead of through the
+ * store. *len is in: the buffer's size, out: the descriptor's. */
+#define TIDE_SEGMENT_DESC_MAX 64
+TIDE_API tide_status_t tide_segment_export(tide_engine_t *engine, uint32_t id, void *desc,
+                                           size_t *len);
+
+/* Open a peer's segment from exported bytes (checked: owner must be peer).
+ * Like tide_segment_open, without the store. */
+TIDE_API tide_status_t tide_segment_import(tide_engine_t *engine, int peer, const void *desc,
+                                           size_t len);
+
 typedef enum tide_op { TIDE_OP_WRITE = 0, TIDE_OP_READ = 1 } tide_op_t;
 
 /* WRITE: local -> peer's segment; READ: peer's segment -> local. */

@@ -68,6 +68,8 @@ typedef struct p2p_seg_desc {
     int32_t memfd;
 } p2p_seg_desc_t;
 
+_Static_assert(sizeof(p2p_seg_desc_t) <= TIDE_SEGMENT_DESC_MAX, "descriptor fits the API's bound");
+
 typedef struct p2p_rseg {
     p2p_seg_desc_t desc;
     char *map;      /* shm: the peer's memory reachable here, or NULL */

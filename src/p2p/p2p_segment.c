@@ -28,6 +28,19 @@ static tide_status_t check_engine(tide_engine_t *e, const char *call)
     return TIDE_SUCCESS;
 }
 
+static void seg_describe(const tide_engine_t *e, const p2p_lseg_t *seg, p2p_seg_desc_t *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->magic = SEG_MAGIC;
+    d->owner = (uint32_t)e->rank;
+    d->id = seg->id;
+    d->kind = seg->kind;
+    d->base = (uint64_t)(uintptr_t)seg->addr;
+    d->len = seg->len;
+    d->pid = (int32_t)getpid();
+    d->memfd = seg->memfd;
+}
+
 /* Add seg to the table and publish its descriptor. */
 static tide_status_t lseg_add(tide_engine_t *e, p2p_lseg_t *seg, uint32_t *id)
 {
@@ -55,14 +68,7 @@ static tide_status_t lseg_add(tide_engine_t *e, p2p_lseg_t *seg, uint32_t *id)
         tide_error("segment table: out of memory");
         return st;
     }
-    d.magic = SEG_MAGIC;
-    d.owner = (uint32_t)e->rank;
-    d.id = seg->id;
-    d.kind = seg->kind;
-    d.base = (uint64_t)(uintptr_t)seg->addr;
-    d.len = seg->len;
-    d.pid = (int32_t)getpid();
-    d.memfd = seg->memfd;
+    seg_describe(e, seg, &d);
     snprintf(key, sizeof(key), "seg/%d/%u", e->rank, seg->id);
     st = tide_store_set(e->store, key, &d, sizeof(d));
     if (st != TIDE_SUCCESS) {
@@ -236,39 +242,24 @@ static tide_status_t desc_parse(int peer, uint32_t id, const void *val, size_t l
     return TIDE_SUCCESS;
 }
 
-tide_status_t tide_segment_open(tide_engine_t *e, int peer, uint32_t id, int timeout_ms)
+/* Parse a descriptor and make it peer's open segment (idempotent). */
+static tide_status_t rseg_install(tide_engine_t *e, int peer, uint32_t id, const void *val,
+                                  size_t len)
 {
-    char key[48];
-    void *val;
-    size_t len;
-    tide_status_t st = check_engine(e, "tide_segment_open");
-    if (st != TIDE_SUCCESS)
-        return st;
-    if (peer < 0 || peer >= e->nranks) {
-        tide_error("tide_segment_open: peer %d is not in 0..%d", peer, e->nranks - 1);
-        return TIDE_ERR_INVALID;
-    }
     p2p_peer_t *p = &e->peers[peer];
-    if (p2p_rseg_find(p, id))
-        return TIDE_SUCCESS;
-    snprintf(key, sizeof(key), "seg/%d/%u", peer, id);
-    st = tide_store_get(e->store, key, timeout_ms, &val, &len);
-    if (st != TIDE_SUCCESS) {
-        tide_error("tide_segment_open: segment %u of rank %d: %s", id, peer,
-                   st == TIDE_ERR_TIMEOUT ? "not published in time" : tide_status_str(st));
-        return st;
-    }
     p2p_rseg_t *r = calloc(1, sizeof(*r));
-    if (!r) {
-        free(val);
+    if (!r)
         return TIDE_ERR_NOMEM;
-    }
-    st = desc_parse(peer, id, val, len, &r->desc);
-    free(val);
+    tide_status_t st = desc_parse(peer, id, val, len, &r->desc);
     if (st != TIDE_SUCCESS) {
         free(r);
         return st;
     }
+    if (p2p_rseg_find(p, r->desc.id)) {
+        free(r);
+        return TIDE_SUCCESS;
+    }
+    id = r->desc.id;
     for (int i = 0; i < e->ntr; i++)
         if (e->tr[i]->seg_open)
             e->tr[i]->seg_open(e->tr_ctx[i], p, r);
@@ -297,6 +288,80 @@ tide_status_t tide_segment_open(tide_engine_t *e, int peer, uint32_t id, int tim
         return p2p_rseg_find(p, id) ? TIDE_SUCCESS : TIDE_ERR_NOMEM;
     }
     return TIDE_SUCCESS;
+}
+
+static tide_status_t check_peer(tide_engine_t *e, int peer, const char *call)
+{
+    tide_status_t st = check_engine(e, call);
+    if (st == TIDE_SUCCESS && (peer < 0 || peer >= e->nranks)) {
+        tide_error("%s: peer %d is not in 0..%d", call, peer, e->nranks - 1);
+        st = TIDE_ERR_INVALID;
+    }
+    return st;
+}
+
+tide_status_t tide_segment_open(tide_engine_t *e, int peer, uint32_t id, int timeout_ms)
+{
+    char key[48];
+    void *val;
+    size_t len;
+    tide_status_t st = check_peer(e, peer, "tide_segment_open");
+    if (st != TIDE_SUCCESS)
+        return st;
+    if (p2p_rseg_find(&e->peers[peer], id))
+        return TIDE_SUCCESS;
+    snprintf(key, sizeof(key), "seg/%d/%u", peer, id);
+    st = tide_store_get(e->store, key, timeout_ms, &val, &len);
+    if (st != TIDE_SUCCESS) {
+        tide_error("tide_segment_open: segment %u of rank %d: %s", id, peer,
+                   st == TIDE_ERR_TIMEOUT ? "not published in time" : tide_status_str(st));
+        return st;
+    }
+    st = rseg_install(e, peer, id, val, len);
+    free(val);
+    return st;
+}
+
+tide_status_t tide_segment_export(tide_engine_t *e, uint32_t id, void *desc, size_t *len)
+{
+    p2p_seg_desc_t d;
+    tide_status_t st = check_engine(e, "tide_segment_export");
+    if (st != TIDE_SUCCESS)
+        return st;
+    if (!desc || !len || *len < sizeof(d)) {
+        tide_error("tide_segment_export: need a buffer of %zu bytes or more", sizeof(d));
+        return TIDE_ERR_INVALID;
+    }
+    pthread_rwlock_rdlock(&e->lseg_lock);
+    p2p_lseg_t *seg = id < e->nlsegs ? e->lsegs[id] : NULL;
+    if (seg && !seg->dead)
+        seg_describe(e, seg, &d);
+    pthread_rwlock_unlock(&e->lseg_lock);
+    if (!seg || seg->dead) {
+        tide_error("tide_segment_export: no local segment %u", id);
+        return TIDE_ERR_INVALID;
+    }
+    memcpy(desc, &d, sizeof(d));
+    *len = sizeof(d);
+    return TIDE_SUCCESS;
+}
+
+tide_status_t tide_segment_import(tide_engine_t *e, int peer, const void *desc, size_t len)
+{
+    tide_status_t st = check_peer(e, peer, "tide_segment_import");
+    if (st != TIDE_SUCCESS)
+        return st;
+    if (!desc) {
+        tide_error("tide_segment_import: desc must not be NULL");
+        return TIDE_ERR_INVALID;
+    }
+    p2p_seg_desc_t d;
+    if (len != sizeof(d)) {
+        tide_error("tide_segment_import: descriptor of %zu bytes, expected %zu", len, sizeof(d));
+        return TIDE_ERR_INVALID;
+    }
+    memcpy(&d, desc, sizeof(d));
+    return rseg_install(e, peer, d.id, desc, len);
 }
 
 void p2p_segments_fini(tide_engine_t *e)

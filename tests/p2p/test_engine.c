@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "boot_server.h"
 #include "p2p.h"
 #include "tcp_frame.h"
 #include "util_sock.h"
@@ -532,6 +533,79 @@ static void test_coalesced(void **state)
     mem_free(p, &m);
 }
 
+/* An engine over a plain store (no communicator), as a KV-cache mover
+ * would use it. */
+typedef struct store_rank {
+    const char *addr;
+    int rank;
+    tide_store_t *store;
+    tide_engine_t *e;
+    tide_status_t st;
+} store_rank_t;
+
+static void *store_rank_main(void *arg)
+{
+    store_rank_t *r = arg;
+    r->st = tide_store_connect(r->addr, "engine-secret", 5000, &r->store);
+    if (r->st == TIDE_SUCCESS)
+        r->st = tide_engine_create_from_store(r->store, r->rank, 2, NULL, &r->e);
+    return NULL;
+}
+
+static void test_from_store(void **state)
+{
+    (void)state;
+    boot_server_t *server;
+    char addr[TIDE_ADDR_STR_MAX];
+    store_rank_t r[2];
+    pthread_t t[2];
+    assert_int_equal(boot_server_start("127.0.0.1", 0, "engine-secret", &server), TIDE_SUCCESS);
+    tide_sock_str(boot_server_addr(server), addr, sizeof(addr));
+    for (int i = 0; i < 2; i++) {
+        r[i] = (store_rank_t){.addr = addr, .rank = i};
+        pthread_create(&t[i], NULL, store_rank_main, &r[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(r[i].st, TIDE_SUCCESS);
+    }
+    unsigned char src[5000], dst[5000] = {0};
+    uint32_t sid, did;
+    fill(src, sizeof(src));
+    assert_int_equal(tide_segment_register(r[0].e, src, sizeof(src), &sid), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_register(r[1].e, dst, sizeof(dst), &did), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_open(r[0].e, 1, did, 1000), TIDE_SUCCESS);
+    tide_request_t q = {TIDE_OP_WRITE, sid, 0, 1, did, 0, sizeof(src)};
+    tide_batch_t *b;
+    assert_int_equal(tide_batch_submit(r[0].e, &q, 1, 0, &b), TIDE_SUCCESS);
+    assert_int_equal(tide_batch_wait(b, 5000), TIDE_SUCCESS);
+    tide_batch_free(b);
+    expect_equal(dst, src, sizeof(src), "engine over a plain store");
+    /* a descriptor passed by hand instead of through the store */
+    unsigned char desc[TIDE_SEGMENT_DESC_MAX], dst2[300] = {0};
+    size_t dlen = sizeof(desc), small = 8;
+    uint32_t id2;
+    assert_int_equal(tide_segment_register(r[1].e, dst2, sizeof(dst2), &id2), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_export(r[1].e, id2, desc, &small), TIDE_ERR_INVALID);
+    assert_int_equal(tide_segment_export(r[1].e, id2, desc, &dlen), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_import(r[0].e, 0, desc, dlen),
+                     TIDE_ERR_INVALID); /* not rank 0's */
+    assert_int_equal(tide_segment_import(r[0].e, 1, desc, dlen - 1), TIDE_ERR_INVALID);
+    assert_int_equal(tide_segment_import(r[0].e, 1, desc, dlen), TIDE_SUCCESS);
+    tide_request_t q2 = {TIDE_OP_WRITE, sid, 10, 1, id2, 0, sizeof(dst2)};
+    assert_int_equal(tide_batch_submit(r[0].e, &q2, 1, 0, &b), TIDE_SUCCESS);
+    assert_int_equal(tide_batch_wait(b, 5000), TIDE_SUCCESS);
+    tide_batch_free(b);
+    expect_equal(dst2, src + 10, sizeof(dst2), "segment opened from exported bytes");
+    assert_int_equal(tide_engine_create_from_store(r[0].store, 2, 2, NULL, &r[0].e),
+                     TIDE_ERR_INVALID);
+    for (int i = 0; i < 2; i++) {
+        tide_engine_destroy(r[i].e);
+        tide_store_destroy(r[i].store);
+    }
+    boot_server_stop(server);
+}
+
 #define BOTH(fn)                                                                                   \
     cmocka_unit_test_setup_teardown(fn, setup_shm, teardown),                                      \
         cmocka_unit_test_setup_teardown(fn, setup_tcp, teardown)
@@ -548,6 +622,7 @@ int main(void)
         BOTH(test_coalesced),
         cmocka_unit_test_setup_teardown(test_stream_broken_mid_batch, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_clients, setup_tcp, teardown),
+        cmocka_unit_test(test_from_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
