@@ -140,38 +140,51 @@ static size_t frame_bytes(const p2p_slice_t *s)
     return TCP_HDR_LEN + (s->op == TIDE_OP_WRITE ? s->len : 0);
 }
 
+/* Send iov[0..n) minus its first `skip` bytes without blocking. Returns
+ * the bytes sent (>= 0), -EAGAIN when the socket is full, or -1 (errno). */
+static ssize_t send_iov(int fd, struct iovec *iov, int n, size_t skip)
+{
+    int first = 0;
+    while (skip > 0) {
+        if (skip >= iov[first].iov_len) {
+            skip -= iov[first++].iov_len;
+        } else {
+            iov[first].iov_base = (char *)iov[first].iov_base + skip;
+            iov[first].iov_len -= skip;
+            skip = 0;
+        }
+    }
+    struct msghdr mh = {.msg_iov = iov + first, .msg_iovlen = (size_t)(n - first)};
+    for (;;) {
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w >= 0)
+            return w;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return -EAGAIN;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
 /* Write queued slices until done or the socket is full. Lock held.
  * Returns 0, or -1 with errno on a socket error. */
 static int init_flush(tcp_stream_t *st)
 {
     while (st->q_head) {
         struct iovec iov[IOV_BATCH];
-        int n = 0, first = 0;
+        int n = 0;
         for (p2p_slice_t *s = st->q_head; s && n + 2 <= IOV_BATCH; s = s->next) {
             iov[n++] = (struct iovec){s->hdr, TCP_HDR_LEN};
             if (s->op == TIDE_OP_WRITE)
                 iov[n++] = (struct iovec){s->local, s->len};
         }
-        for (size_t skip = st->q_off; skip > 0;) {
-            if (skip >= iov[first].iov_len) {
-                skip -= iov[first++].iov_len;
-            } else {
-                iov[first].iov_base = (char *)iov[first].iov_base + skip;
-                iov[first].iov_len -= skip;
-                skip = 0;
-            }
+        ssize_t w = send_iov(st->fd, iov, n, st->q_off);
+        if (w == -EAGAIN) {
+            set_events(st, EPOLLIN | EPOLLOUT);
+            return 0;
         }
-        struct msghdr mh = {.msg_iov = iov + first, .msg_iovlen = (size_t)(n - first)};
-        ssize_t w = sendmsg(st->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                set_events(st, EPOLLIN | EPOLLOUT);
-                return 0;
-            }
+        if (w < 0)
             return -1;
-        }
         for (size_t left = (size_t)w; left > 0;) {
             p2p_slice_t *s = st->q_head;
             size_t rem = frame_bytes(s) - st->q_off;
@@ -638,32 +651,19 @@ static int target_flush(tcp_stream_t *st)
 {
     while (st->o_head) {
         struct iovec iov[IOV_BATCH];
-        int n = 0, first = 0;
+        int n = 0;
         for (tcp_out_t *o = st->o_head; o && n + 2 <= IOV_BATCH; o = o->next) {
             iov[n++] = (struct iovec){o->hdr, TCP_HDR_LEN};
             if (o->len)
                 iov[n++] = (struct iovec){(void *)o->payload, o->len};
         }
-        for (size_t skip = st->o_off; skip > 0;) {
-            if (skip >= iov[first].iov_len) {
-                skip -= iov[first++].iov_len;
-            } else {
-                iov[first].iov_base = (char *)iov[first].iov_base + skip;
-                iov[first].iov_len -= skip;
-                skip = 0;
-            }
+        ssize_t w = send_iov(st->fd, iov, n, st->o_off);
+        if (w == -EAGAIN) {
+            set_events(st, EPOLLIN | EPOLLOUT);
+            return 0;
         }
-        struct msghdr mh = {.msg_iov = iov + first, .msg_iovlen = (size_t)(n - first)};
-        ssize_t w = sendmsg(st->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                set_events(st, EPOLLIN | EPOLLOUT);
-                return 0;
-            }
+        if (w < 0)
             return -1;
-        }
         for (size_t left = (size_t)w; left > 0;) {
             tcp_out_t *o = st->o_head;
             size_t rem = TCP_HDR_LEN + o->len - st->o_off;
