@@ -95,7 +95,10 @@ void p2p_slice_done(tide_engine_t *e, p2p_slice_t *s, tide_status_t status)
 
 /* ------------------------------------------------------------- submission */
 
-static tide_status_t check_request(tide_engine_t *e, const tide_request_t *r, size_t i)
+/* Check request i; *rs_io is its remote segment (looked up again only
+ * when the peer or segment differs from the previous request's). */
+static tide_status_t check_request(tide_engine_t *e, const tide_request_t *r, size_t i,
+                                   const tide_request_t *prev, p2p_rseg_t **rs_io)
 {
     if (r->op != TIDE_OP_WRITE && r->op != TIDE_OP_READ) {
         tide_error("tide_batch_submit: request %zu: unknown op %d", i, (int)r->op);
@@ -110,7 +113,10 @@ static tide_status_t check_request(tide_engine_t *e, const tide_request_t *r, si
         tide_error("tide_batch_submit: request %zu: length is 0", i);
         return TIDE_ERR_INVALID;
     }
-    p2p_rseg_t *rs = p2p_rseg_find(&e->peers[r->peer], r->remote_segment);
+    p2p_rseg_t *rs = *rs_io;
+    if (!prev || !rs || prev->peer != r->peer || prev->remote_segment != r->remote_segment)
+        rs = p2p_rseg_find(&e->peers[r->peer], r->remote_segment);
+    *rs_io = rs;
     if (!rs) {
         tide_error("tide_batch_submit: request %zu: segment %u of rank %d is not open "
                    "(tide_segment_open)",
@@ -213,8 +219,9 @@ tide_status_t tide_batch_submit(tide_engine_t *e, const tide_request_t *reqs, si
                    n, flags);
         return TIDE_ERR_INVALID;
     }
+    p2p_rseg_t *rs = NULL;
     for (i = 0; i < n; i++)
-        if ((st = check_request(e, &reqs[i], i)) != TIDE_SUCCESS)
+        if ((st = check_request(e, &reqs[i], i, i ? &reqs[i - 1] : NULL, &rs)) != TIDE_SUCCESS)
             return st;
     size_t nslices = count_slices(e, reqs, n);
     tide_batch_t *b = batch_get(e, nslices, n);
@@ -223,14 +230,24 @@ tide_status_t tide_batch_submit(tide_engine_t *e, const tide_request_t *reqs, si
         return TIDE_ERR_NOMEM;
     }
     p2p_slice_t **ptrs = b->ptrs;
-    /* Take the local segments; refuse the batch if one is wrong. */
+    /* Take the local segments; refuse the batch if one is wrong. A run of
+     * requests on the same segments looks them up once: the busy reference
+     * the previous slice holds keeps the segment alive meanwhile. */
+    p2p_lseg_t *ls = NULL;
+    rs = NULL;
     for (i = 0; i < n; i++) {
         const tide_request_t *r = &reqs[i];
-        p2p_lseg_t *ls =
-            p2p_lseg_get(e, r->local_segment, r->local_offset, r->length, "tide_batch_submit");
-        if (!ls)
-            goto err_put;
-        p2p_rseg_t *rs = p2p_rseg_find(&e->peers[r->peer], r->remote_segment);
+        const tide_request_t *pr = i ? &reqs[i - 1] : NULL;
+        if (ls && pr->local_segment == r->local_segment &&
+            p2p_range_ok(r->local_offset, r->length, ls->len)) {
+            __atomic_add_fetch(&ls->busy, 1, __ATOMIC_ACQ_REL);
+        } else {
+            ls = p2p_lseg_get(e, r->local_segment, r->local_offset, r->length, "tide_batch_submit");
+            if (!ls)
+                goto err_put;
+        }
+        if (!rs || pr->peer != r->peer || pr->remote_segment != r->remote_segment)
+            rs = p2p_rseg_find(&e->peers[r->peer], r->remote_segment);
         /* A small request that continues the previous slice on both sides
          * joins it (up to the slice size): one frame, one completion. */
         p2p_slice_t *prev = k ? &b->slices[k - 1] : NULL;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include "transport.h"
@@ -58,6 +59,16 @@ static void shm_seg_open(void *ctx, p2p_peer_t *peer, p2p_rseg_t *r)
     if (fd < 0) {
         tide_info("shm: cannot open rank %d's segment %u (%s): %m; using CMA or tcp", peer->rank,
                   r->desc.id, path);
+        return;
+    }
+    /* The length comes from the peer: map no more than the file holds,
+     * or a touch past its end would be SIGBUS here. */
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || (uint64_t)sb.st_size < r->desc.len) {
+        tide_warn("shm: rank %d's segment %u claims %llu bytes, its memory holds %lld; not "
+                  "mapping it",
+                  peer->rank, r->desc.id, (unsigned long long)r->desc.len, (long long)sb.st_size);
+        close(fd);
         return;
     }
     void *m = mmap(NULL, r->desc.len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
