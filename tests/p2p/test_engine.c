@@ -404,9 +404,12 @@ static int raw_connect(pair_t *p)
     return fd;
 }
 
+/* The engine may close a hostile stream before everything is sent: that
+ * is the outcome under test (closed_by_engine checks it), so a failed send
+ * is not an error here. */
 static void raw_send(int fd, const void *buf, size_t len)
 {
-    assert_int_equal(tide_sock_send_all(fd, buf, len, tide_deadline_ms(2000), "raw"), TIDE_SUCCESS);
+    (void)tide_sock_send_all(fd, buf, len, tide_deadline_ms(2000), "raw");
 }
 
 static void raw_hello(int fd, pair_t *p, const uint8_t *token)
