@@ -29,6 +29,7 @@
 #include "tide.h"
 
 void p2p_tcp_break_stream(tide_engine_t *e, int peer, int index);
+uint64_t p2p_tcp_slices(tide_engine_t *e, int peer);
 
 #define REGION (1u << 20)
 
@@ -609,6 +610,29 @@ static void test_from_store(void **state)
     boot_server_stop(server);
 }
 
+static int setup_both(void **state)
+{
+    *state = pair_open(TIDE_TRANSPORT_SHM | TIDE_TRANSPORT_TCP);
+    return 0;
+}
+
+/* shm carries the data while it works; once the shm path to the peer has
+ * failed, the same requests go over TCP, with the same bytes. */
+static void test_shm_fails_over_to_tcp(void **state)
+{
+    pair_t *p = *state;
+    mem_t m;
+    mem_setup(p, &m);
+    random_batches(p, &m, 5, 70000);
+    p2p_peer_t *peer = &p->eng[0]->peers[1];
+    assert_true(peer->same_host);
+    assert_int_equal(p2p_tcp_slices(p->eng[0], 1), 0); /* shm carried it all */
+    p2p_path_set_state(&peer->shm_path, P2P_PATH_FAILED, "test: shm unusable", true);
+    random_batches(p, &m, 10, 70000);
+    assert_true(p2p_tcp_slices(p->eng[0], 1) > 10); /* now TCP streams did */
+    mem_free(p, &m);
+}
+
 #define BOTH(fn)                                                                                   \
     cmocka_unit_test_setup_teardown(fn, setup_shm, teardown),                                      \
         cmocka_unit_test_setup_teardown(fn, setup_tcp, teardown)
@@ -626,6 +650,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_broken_mid_batch, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_clients, setup_tcp, teardown),
         cmocka_unit_test(test_from_store),
+        cmocka_unit_test_setup_teardown(test_shm_fails_over_to_tcp, setup_both, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1042,3 +1042,17 @@ void p2p_tcp_break_stream(tide_engine_t *e, int peer, int index)
         shutdown(st->fd, SHUT_RDWR);
     pthread_mutex_unlock(&st->lock);
 }
+
+/* Slices written on all streams to peer so far (tests and counters). */
+uint64_t p2p_tcp_slices(tide_engine_t *e, int peer);
+uint64_t p2p_tcp_slices(tide_engine_t *e, int peer)
+{
+    tcp_peer_t *tp = e->peers[peer].tcp;
+    uint64_t n = 0;
+    for (int i = 0; i < e->tcp_streams; i++) {
+        pthread_mutex_lock(&tp->streams[i]->lock);
+        n += tp->streams[i]->path.slices;
+        pthread_mutex_unlock(&tp->streams[i]->lock);
+    }
+    return n;
+}
