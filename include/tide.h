@@ -363,6 +363,38 @@ TIDE_API tide_status_t tide_notify_count(tide_engine_t *engine, int peer, uint64
 TIDE_API tide_status_t tide_notify_wait(tide_engine_t *engine, int peer, uint64_t count,
                                         int timeout_ms);
 
+/* ----------------------------------------------------------- collectives */
+
+/* Element types of collectives. fp16 is IEEE binary16, bf16 bfloat16; both
+ * are reduced with float arithmetic and rounded to nearest even. */
+typedef enum tide_dtype {
+    TIDE_INT8 = 0,
+    TIDE_UINT8,
+    TIDE_INT32,
+    TIDE_UINT32,
+    TIDE_INT64,
+    TIDE_UINT64,
+    TIDE_FLOAT16,
+    TIDE_BFLOAT16,
+    TIDE_FLOAT32,
+    TIDE_FLOAT64,
+    TIDE_DTYPE_COUNT
+} tide_dtype_t;
+
+/* Reduction operations. AVG is the sum divided by the number of ranks
+ * (integer types: truncated toward zero). */
+typedef enum tide_redop {
+    TIDE_SUM = 0,
+    TIDE_PROD,
+    TIDE_MIN,
+    TIDE_MAX,
+    TIDE_AVG,
+    TIDE_REDOP_COUNT
+} tide_redop_t;
+
+/* Bytes per element of dtype, 0 for an unknown one. */
+TIDE_API size_t tide_dtype_size(tide_dtype_t dtype);
+
 #ifdef __cplusplus
 }
 #endif
