@@ -366,7 +366,8 @@ TIDE_API tide_status_t tide_notify_wait(tide_engine_t *engine, int peer, uint64_
 /* ----------------------------------------------------------- collectives */
 
 /* Element types of collectives. fp16 is IEEE binary16, bf16 bfloat16; both
- * are reduced with float arithmetic and rounded to nearest even. */
+ * are reduced with float arithmetic and rounded to nearest even. Buffers
+ * of collectives are aligned to their element size. */
 typedef enum tide_dtype {
     TIDE_INT8 = 0,
     TIDE_UINT8,

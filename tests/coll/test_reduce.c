@@ -200,8 +200,8 @@ static void test_kernels(void **state)
     enum { N = 1037 }; /* odd: exercises the scalar tails */
     for (int dt = 0; dt < TIDE_DTYPE_COUNT; dt++) {
         size_t es = tide_dtype_size((tide_dtype_t)dt);
-        unsigned char *a = malloc(N * es + 1), *b = malloc(N * es), *want = malloc(N * es);
-        unsigned char *acc = a + 1; /* unaligned accumulator */
+        unsigned char *a = malloc(N * es), *b = malloc(N * es), *want = malloc(N * es);
+        unsigned char *acc = a; /* elements are aligned to their size, as C requires */
         for (int op = 0; op < TIDE_REDOP_COUNT; op++) {
             coll_reduce_fn_t fn = coll_reduce_fn((tide_dtype_t)dt, (tide_redop_t)op);
             assert_non_null(fn);
