@@ -17,6 +17,7 @@
 #include "util_sock.h"
 
 #define P2P_BOOT_ID_MAX 40
+#define P2P_NCHAN       4 /* signal channels per peer; 0 is the public notification */
 
 typedef struct p2p_transport_ops p2p_transport_ops_t;
 
@@ -100,9 +101,10 @@ typedef struct p2p_peer {
     p2p_rseg_t **rsegs; /* by segment id; NULL until opened */
     uint32_t nrsegs;
     p2p_path_t shm_path;
-    void *tcp;            /* the TCP transport's per-peer state */
-    uint64_t notify_sent; /* atomic: sequence of our notifications to it */
-    uint64_t notify_recv; /* atomic: highest sequence received from it */
+    void *tcp;                  /* the TCP transport's per-peer state */
+    uint64_t notify_sent;       /* atomic: sequence of our notifications to it */
+    uint64_t signal[P2P_NCHAN]; /* atomic: highest value received per channel;
+                                   channel 0 counts TIDE_BATCH_NOTIFY batches */
 } p2p_peer_t;
 
 /* ----------------------------------------------------------------- slices */
@@ -119,7 +121,8 @@ typedef struct p2p_slice {
     p2p_rseg_t *rseg;
     uint64_t roff;
     uint32_t len;
-    uint64_t tag;    /* notification sequence */
+    uint64_t tag;    /* signal value */
+    uint32_t chan;   /* signal channel */
     uint8_t hdr[32]; /* the transport's frame header for it */
 } p2p_slice_t;
 
@@ -142,6 +145,8 @@ struct tide_batch {
 };
 
 /* ----------------------------------------------------------------- engine */
+
+typedef void (*p2p_signal_hook_t)(void *arg);
 
 #define P2P_MAX_TRANSPORTS 2
 
@@ -167,6 +172,9 @@ struct tide_engine {
 
     pthread_mutex_t notify_lock;
     pthread_cond_t notify_cond;
+
+    p2p_signal_hook_t signal_hook;
+    void *signal_hook_arg;
 
     const p2p_transport_ops_t *tr[P2P_MAX_TRANSPORTS];
     void *tr_ctx[P2P_MAX_TRANSPORTS];
@@ -194,10 +202,26 @@ p2p_rseg_t *p2p_rseg_find(p2p_peer_t *peer, uint32_t id);
  * slice; any thread. */
 void p2p_slice_done(tide_engine_t *e, p2p_slice_t *s, tide_status_t status);
 
-/* Notifications (p2p_engine.c) */
-void p2p_notify_received(tide_engine_t *e, int from, uint64_t seq);
+/* Signals (p2p_engine.c): a per-peer, per-channel counter the peer sets
+ * to a value (the highest wins, so duplicates and reordering are harmless).
+ * Channel 0 is tide_notify_*; the others are for layers above. */
+void p2p_signal_received(tide_engine_t *e, int from, uint32_t chan, uint64_t value);
+
+/* Set peer's counter for us on chan to value (sent over TCP; to ourselves
+ * directly). Non-blocking. */
+void p2p_signal_post(tide_engine_t *e, int peer, uint32_t chan, uint64_t value);
+
+static inline uint64_t p2p_signal_value(tide_engine_t *e, int peer, uint32_t chan);
+
+/* Called (from the engine's threads) after any signal arrives. */
+void p2p_set_signal_hook(tide_engine_t *e, p2p_signal_hook_t hook, void *arg);
 
 tide_status_t p2p_engine_create(tide_store_t *store, int rank, int nranks,
                                 const tide_engine_config_t *cfg, tide_engine_t **out);
+
+static inline uint64_t p2p_signal_value(tide_engine_t *e, int peer, uint32_t chan)
+{
+    return __atomic_load_n(&e->peers[peer].signal[chan], __ATOMIC_ACQUIRE);
+}
 
 #endif

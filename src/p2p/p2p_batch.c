@@ -37,29 +37,35 @@ static void futex_wait(uint32_t *word, uint32_t expected, int64_t deadline)
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
 }
 
-/* Send a notification to peer (its own slice, not part of a batch). */
-static void notify_post(tide_engine_t *e, int peer)
+void p2p_signal_post(tide_engine_t *e, int peer, uint32_t chan, uint64_t value)
 {
     p2p_peer_t *p = &e->peers[peer];
-    uint64_t seq = __atomic_add_fetch(&p->notify_sent, 1, __ATOMIC_ACQ_REL);
     if (peer == e->rank) {
-        p2p_notify_received(e, peer, seq);
+        p2p_signal_received(e, peer, chan, value);
         return;
     }
     p2p_slice_t *s = calloc(1, sizeof(*s));
     if (!s) {
-        tide_error("notification to rank %d: out of memory", peer);
+        tide_error("signal to rank %d: out of memory", peer);
         return;
     }
     s->op = P2P_OP_NOTIFY;
     s->peer = peer;
-    s->tag = seq;
+    s->chan = chan;
+    s->tag = value;
     p2p_slice_t *one[1] = {s};
     for (int i = 0; i < e->ntr; i++)
         if (e->tr[i]->bit == TIDE_TRANSPORT_TCP && e->tr[i]->post(e->tr_ctx[i], p, one, 1) == 1)
             return;
-    tide_error("notification to rank %d: no transport carries notifications", peer);
+    tide_error("signal to rank %d: no transport carries signals", peer);
     free(s);
+}
+
+/* A notification (channel 0) to peer, numbered in sequence. */
+static void notify_post(tide_engine_t *e, int peer)
+{
+    uint64_t seq = __atomic_add_fetch(&e->peers[peer].notify_sent, 1, __ATOMIC_ACQ_REL);
+    p2p_signal_post(e, peer, 0, seq);
 }
 
 static void batch_complete(tide_engine_t *e, tide_batch_t *b)
@@ -78,8 +84,8 @@ void p2p_slice_done(tide_engine_t *e, p2p_slice_t *s, tide_status_t status)
         p2p_lseg_put(s->lseg);
     if (!s->batch) { /* a notification */
         if (status != TIDE_SUCCESS)
-            tide_error("notification %" PRIu64 " to rank %d lost: %s", s->tag, s->peer,
-                       tide_status_str(status));
+            tide_error("signal %" PRIu64 " (channel %u) to rank %d lost: %s", s->tag, s->chan,
+                       s->peer, tide_status_str(status));
         free(s);
         return;
     }

@@ -254,16 +254,28 @@ tide_status_t tide_engine_destroy(tide_engine_t *e)
 
 /* --------------------------------------------------------- notifications */
 
-void p2p_notify_received(tide_engine_t *e, int from, uint64_t seq)
+void p2p_signal_received(tide_engine_t *e, int from, uint32_t chan, uint64_t value)
 {
     p2p_peer_t *p = &e->peers[from];
     pthread_mutex_lock(&e->notify_lock);
-    /* Sequences may arrive out of order over several streams, and a
-     * re-posted one twice: keep the highest. Each was sent only after its
-     * batch's writes had landed, so the highest covers all before it. */
-    if (seq > p->notify_recv)
-        __atomic_store_n(&p->notify_recv, seq, __ATOMIC_RELEASE);
+    /* Values may arrive out of order over several streams, and a re-posted
+     * one twice: keep the highest. A notification is sent only after its
+     * batch's writes landed, so the highest covers all before it. */
+    if (value > p->signal[chan])
+        __atomic_store_n(&p->signal[chan], value, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&e->notify_cond);
+    p2p_signal_hook_t hook = e->signal_hook;
+    void *arg = e->signal_hook_arg;
+    pthread_mutex_unlock(&e->notify_lock);
+    if (hook)
+        hook(arg);
+}
+
+void p2p_set_signal_hook(tide_engine_t *e, p2p_signal_hook_t hook, void *arg)
+{
+    pthread_mutex_lock(&e->notify_lock);
+    e->signal_hook = hook;
+    e->signal_hook_arg = arg;
     pthread_mutex_unlock(&e->notify_lock);
 }
 
@@ -273,7 +285,7 @@ tide_status_t tide_notify_count(tide_engine_t *e, int peer, uint64_t *count)
         tide_error("tide_notify_count: need an engine, a count and a peer in range (%d)", peer);
         return TIDE_ERR_INVALID;
     }
-    *count = __atomic_load_n(&e->peers[peer].notify_recv, __ATOMIC_ACQUIRE);
+    *count = p2p_signal_value(e, peer, 0);
     return TIDE_SUCCESS;
 }
 
@@ -290,9 +302,9 @@ tide_status_t tide_notify_wait(tide_engine_t *e, int peer, uint64_t count, int t
     tide_deadline_timespec(tide_deadline_ms(timeout_ms), &ts);
     pthread_mutex_lock(&e->notify_lock);
     int rc = 0;
-    while (p->notify_recv < count && rc != ETIMEDOUT)
+    while (p->signal[0] < count && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&e->notify_cond, &e->notify_lock, &ts);
-    uint64_t have = p->notify_recv;
+    uint64_t have = p->signal[0];
     pthread_mutex_unlock(&e->notify_lock);
     if (have < count) {
         tide_error("tide_notify_wait: %llu of %llu notifications from rank %d after %d ms",

@@ -5,7 +5,7 @@
  *   u32 length | u32 zero | u64 tag                       (little-endian)
  *
  * initiator -> target: WRITE (length bytes of payload follow), READ,
- * NOTIFY (tag = sequence); target -> initiator: ACK (tag = number of
+ * NOTIFY (segment = signal channel, tag = value); target -> initiator: ACK (tag = number of
  * WRITE/NOTIFY frames done, in order), READ_RESP (length bytes follow,
  * answering the oldest READ). A stream opens with a 32-byte hello from the
  * initiator: u32 magic "TDH1" | u32 source rank | u32 stream index |

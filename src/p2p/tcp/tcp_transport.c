@@ -387,6 +387,7 @@ static void encode_slice(p2p_slice_t *s)
     tcp_frame_t f = {0};
     if (s->op == P2P_OP_NOTIFY) {
         f.op = TCP_OP_NOTIFY;
+        f.seg = s->chan;
         f.tag = s->tag;
     } else {
         f.op = s->op == TIDE_OP_WRITE ? TCP_OP_WRITE : TCP_OP_READ;
@@ -784,7 +785,11 @@ static void target_read(tcp_stream_t *st)
                 }
             }
         } else if (f.op == TCP_OP_NOTIFY) {
-            p2p_notify_received(c->e, st->peer, f.tag);
+            if (f.seg >= P2P_NCHAN) {
+                target_kill(st, "signal on an unknown channel");
+                return;
+            }
+            p2p_signal_received(c->e, st->peer, f.seg, f.tag);
             st->acks++;
         } else {
             target_kill(st, "unexpected frame");
