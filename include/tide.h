@@ -396,6 +396,77 @@ typedef enum tide_redop {
 /* Bytes per element of dtype, 0 for an unknown one. */
 TIDE_API size_t tide_dtype_size(tide_dtype_t dtype);
 
+/*
+ * Collectives. Every rank of the communicator calls the same collectives
+ * in the same order (send/recv: matching pairs in the same order). Buffers
+ * stay the caller's. In place: sendbuf == recvbuf (allgather: sendbuf ==
+ * recvbuf + rank * count elements). Counts are elements; for allgather
+ * and alltoall `count` is per rank, for reduce_scatter it is the result's.
+ * Blocking calls return when this rank's part is done. tide_i* calls
+ * return at once with a work handle; the operation runs in order behind
+ * earlier ones, without the caller polling. Calls on one communicator are
+ * serialised by the caller.
+ *
+ * Operations of a communicator run one at a time in issue order, and the
+ * k-th send from A to B meets the k-th receive on B from A. So a pattern
+ * of sends and receives must not wait in a cycle: in a ring exchange, let
+ * even ranks send first and odd ranks receive first (as with NCCL outside
+ * a group).
+ */
+typedef struct tide_work tide_work_t;
+
+TIDE_API tide_status_t tide_allreduce(const void *sendbuf, void *recvbuf, size_t count,
+                                      tide_dtype_t dtype, tide_redop_t op, tide_comm_t *comm);
+TIDE_API tide_status_t tide_allgather(const void *sendbuf, void *recvbuf, size_t count,
+                                      tide_dtype_t dtype, tide_comm_t *comm);
+/* sendbuf is read on the root only; recvbuf is written on every rank. */
+TIDE_API tide_status_t tide_broadcast(const void *sendbuf, void *recvbuf, size_t count,
+                                      tide_dtype_t dtype, int root, tide_comm_t *comm);
+/* sendbuf holds nranks * recvcount elements; rank r gets block r reduced. */
+TIDE_API tide_status_t tide_reduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                           tide_dtype_t dtype, tide_redop_t op, tide_comm_t *comm);
+/* recvbuf is written on the root only. */
+TIDE_API tide_status_t tide_reduce(const void *sendbuf, void *recvbuf, size_t count,
+                                   tide_dtype_t dtype, tide_redop_t op, int root,
+                                   tide_comm_t *comm);
+/* Block j (count elements) of sendbuf goes to rank j's block `rank`. */
+TIDE_API tide_status_t tide_alltoall(const void *sendbuf, void *recvbuf, size_t count,
+                                     tide_dtype_t dtype, tide_comm_t *comm);
+TIDE_API tide_status_t tide_barrier(tide_comm_t *comm);
+TIDE_API tide_status_t tide_send(const void *buf, size_t count, tide_dtype_t dtype, int peer,
+                                 tide_comm_t *comm);
+TIDE_API tide_status_t tide_recv(void *buf, size_t count, tide_dtype_t dtype, int peer,
+                                 tide_comm_t *comm);
+
+TIDE_API tide_status_t tide_iallreduce(const void *sendbuf, void *recvbuf, size_t count,
+                                       tide_dtype_t dtype, tide_redop_t op, tide_comm_t *comm,
+                                       tide_work_t **work);
+TIDE_API tide_status_t tide_iallgather(const void *sendbuf, void *recvbuf, size_t count,
+                                       tide_dtype_t dtype, tide_comm_t *comm, tide_work_t **work);
+TIDE_API tide_status_t tide_ibroadcast(const void *sendbuf, void *recvbuf, size_t count,
+                                       tide_dtype_t dtype, int root, tide_comm_t *comm,
+                                       tide_work_t **work);
+TIDE_API tide_status_t tide_ireduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                            tide_dtype_t dtype, tide_redop_t op, tide_comm_t *comm,
+                                            tide_work_t **work);
+TIDE_API tide_status_t tide_ireduce(const void *sendbuf, void *recvbuf, size_t count,
+                                    tide_dtype_t dtype, tide_redop_t op, int root,
+                                    tide_comm_t *comm, tide_work_t **work);
+TIDE_API tide_status_t tide_ialltoall(const void *sendbuf, void *recvbuf, size_t count,
+                                      tide_dtype_t dtype, tide_comm_t *comm, tide_work_t **work);
+TIDE_API tide_status_t tide_ibarrier(tide_comm_t *comm, tide_work_t **work);
+TIDE_API tide_status_t tide_isend(const void *buf, size_t count, tide_dtype_t dtype, int peer,
+                                  tide_comm_t *comm, tide_work_t **work);
+TIDE_API tide_status_t tide_irecv(void *buf, size_t count, tide_dtype_t dtype, int peer,
+                                  tide_comm_t *comm, tide_work_t **work);
+
+/* TIDE_IN_PROGRESS while it runs; otherwise its result, and the handle is
+ * freed. */
+TIDE_API tide_status_t tide_test(tide_work_t *work);
+/* Wait up to timeout_ms (< 0: the bootstrap default). On completion the
+ * result is returned and the handle freed; TIDE_ERR_TIMEOUT keeps it. */
+TIDE_API tide_status_t tide_wait(tide_work_t *work, int timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,6 +24,7 @@
 #include "boot_server.h"
 #include "boot_store.h"
 #include "boot_uid.h"
+#include "coll_ctx.h"
 #include "util_log.h"
 #include "util_random.h"
 
@@ -206,6 +207,7 @@ static void comm_free(tide_comm_t *comm, bool drain)
     if (!comm)
         return;
     int drain_ms = drain ? comm->timeout_ms : 0;
+    coll_ctx_destroy(comm->coll);
     boot_store_free(comm->user);
     boot_store_free(comm->sys);
     if (comm->uid_attached)

@@ -20,6 +20,7 @@ typedef struct coll_peer {
 } coll_peer_t;
 
 struct boot_server;
+struct coll_ctx;
 
 struct tide_comm {
     int rank, nranks;
@@ -33,6 +34,7 @@ struct tide_comm {
     bool uid_attached;
     uint64_t uid_nonce;
     int timeout_ms;
+    struct coll_ctx *coll; /* collectives, created by the first one */
 };
 
 #endif

@@ -140,6 +140,9 @@ struct tide_batch {
     unsigned flags;
     int *notify_peers;
     size_t nnotify, notify_cap;
+    int signal_peer; /* >= 0: on success, signal it (chan, value) */
+    uint32_t signal_chan;
+    uint64_t signal_value;
     struct tide_batch *next_free;
     struct tide_batch *next_all; /* every batch of the engine, freed at destroy */
 };
@@ -213,7 +216,15 @@ void p2p_signal_post(tide_engine_t *e, int peer, uint32_t chan, uint64_t value);
 
 static inline uint64_t p2p_signal_value(tide_engine_t *e, int peer, uint32_t chan);
 
-/* Called (from the engine's threads) after any signal arrives. */
+/* Submit a batch that, once every request has completed, sets peer's
+ * counter `chan` for us to `value` (a signal), and calls the signal hook
+ * here. Otherwise tide_batch_submit. */
+tide_status_t p2p_batch_submit_signal(tide_engine_t *e, const tide_request_t *reqs, size_t n,
+                                      int peer, uint32_t chan, uint64_t value,
+                                      tide_batch_t **batch);
+
+/* Called (from the engine's threads) after a signal arrives here or a
+ * signalling batch completed. */
 void p2p_set_signal_hook(tide_engine_t *e, p2p_signal_hook_t hook, void *arg);
 
 tide_status_t p2p_engine_create(tide_store_t *store, int rank, int nranks,

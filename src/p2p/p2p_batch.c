@@ -70,12 +70,27 @@ static void notify_post(tide_engine_t *e, int peer)
 
 static void batch_complete(tide_engine_t *e, tide_batch_t *b)
 {
-    if ((b->flags & TIDE_BATCH_NOTIFY) && __atomic_load_n(&b->status, __ATOMIC_ACQUIRE) == 0)
+    bool ok = __atomic_load_n(&b->status, __ATOMIC_ACQUIRE) == 0;
+    if ((b->flags & TIDE_BATCH_NOTIFY) && ok)
         for (size_t i = 0; i < b->nnotify; i++)
             notify_post(e, b->notify_peers[i]);
+    int speer = b->signal_peer;
+    uint32_t schan = b->signal_chan;
+    uint64_t svalue = b->signal_value;
     __atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
     if (__atomic_load_n(&b->waiters, __ATOMIC_ACQUIRE))
         futex_wake_all(&b->done);
+    /* b may be freed and reused from here on */
+    if (speer >= 0) {
+        if (ok)
+            p2p_signal_post(e, speer, schan, svalue);
+        pthread_mutex_lock(&e->notify_lock);
+        p2p_signal_hook_t hook = e->signal_hook;
+        void *arg = e->signal_hook_arg;
+        pthread_mutex_unlock(&e->notify_lock);
+        if (hook)
+            hook(arg);
+    }
 }
 
 void p2p_slice_done(tide_engine_t *e, p2p_slice_t *s, tide_status_t status)
@@ -213,8 +228,27 @@ static size_t count_slices(const tide_engine_t *e, const tide_request_t *reqs, s
     return total;
 }
 
+static tide_status_t batch_submit(tide_engine_t *e, const tide_request_t *reqs, size_t n,
+                                  unsigned flags, int speer, uint32_t schan, uint64_t svalue,
+                                  tide_batch_t **out);
+
 tide_status_t tide_batch_submit(tide_engine_t *e, const tide_request_t *reqs, size_t n,
                                 unsigned flags, tide_batch_t **out)
+{
+    return batch_submit(e, reqs, n, flags, -1, 0, 0, out);
+}
+
+tide_status_t p2p_batch_submit_signal(tide_engine_t *e, const tide_request_t *reqs, size_t n,
+                                      int peer, uint32_t chan, uint64_t value, tide_batch_t **out)
+{
+    if (peer < 0 || peer >= e->nranks || chan == 0 || chan >= P2P_NCHAN)
+        return TIDE_ERR_INVALID;
+    return batch_submit(e, reqs, n, 0, peer, chan, value, out);
+}
+
+static tide_status_t batch_submit(tide_engine_t *e, const tide_request_t *reqs, size_t n,
+                                  unsigned flags, int speer, uint32_t schan, uint64_t svalue,
+                                  tide_batch_t **out)
 {
     tide_status_t st;
     size_t i, k = 0;
@@ -282,6 +316,9 @@ tide_status_t tide_batch_submit(tide_engine_t *e, const tide_request_t *reqs, si
     nslices = k; /* after coalescing */
     b->nslices = nslices;
     b->flags = flags;
+    b->signal_peer = speer;
+    b->signal_chan = schan;
+    b->signal_value = svalue;
     b->status = 0;
     b->done = 0;
     b->waiters = 0;

@@ -59,6 +59,15 @@
     X(TCP_SOCKBUF, "TIDE_TCP_SOCKBUF", SIZE, "4M", "0:1G",                                         \
       "Socket send/receive buffer size for TCP streams (0: the system default).")                  \
     X(SLICE_SIZE, "TIDE_SLICE_SIZE", SIZE, "64K", "4K:16M",                                        \
-      "Requests larger than this are split into slices of this size.")
+      "Requests larger than this are split into slices of this size.")                             \
+    X(CHUNK_SIZE, "TIDE_CHUNK_SIZE", SIZE, "1M", "1:1G",                                           \
+      "Collectives pipeline large buffers in chunks of this many bytes (per rank and step).")      \
+    X(COLL_PIPE_SIZE, "TIDE_COLL_PIPE_SIZE", SIZE, "1M", "4K:1G",                                  \
+      "Bytes of each pipe between two ranks (a shared-memory ring, or engine buffers).")           \
+    X(ALGO, "TIDE_ALGO", STR, "", "",                                                              \
+      "Force collective algorithms: a name (ring) or per collective "                              \
+      "(allreduce=rd,broadcast=tree).")                                                            \
+    X(TRACE, "TIDE_TRACE", BOOL, "0", "",                                                          \
+      "Log every collective: operation, size, algorithm, chunk and pipes it used.")
 
 #endif

@@ -1,0 +1,66 @@
+/*
+ * Recursive-doubling allreduce, for small buffers: log2(n) exchanges of the
+ * whole buffer, each with the partner whose rank differs in one bit.
+ *
+ *   n = 4:   step 1 (bit 0)   0 <-> 1    2 <-> 3
+ *            step 2 (bit 1)   0 <-> 2    1 <-> 3     every rank holds the sum
+ *
+ * Rank counts that are not a power of two: with p the largest power of two
+ * <= n and rem = n - p, the first 2*rem ranks pair up first: each even one
+ * hands its buffer to the odd one above it and sits out; the p remaining
+ * ranks do the exchanges; the odd ones then hand the result back.
+ *
+ *   n = 6 (p = 4, rem = 2):   0 -> 1, 2 -> 3;  {1, 3, 4, 5} exchange;  1 -> 0, 3 -> 2
+ *
+ * The partner's buffer arrives in a scratch copy and is reduced after the
+ * exchange: a rank must not reduce into the bytes it is still sending.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "coll_ctx.h"
+
+tide_status_t coll_allreduce_rd(coll_ctx_t *c, const coll_op_t *op)
+{
+    int n = c->nranks, r = c->rank, p = 1;
+    size_t es = op->esize, bytes = op->count * es;
+    char *buf = op->rbuf;
+    coll_reduce_fn_t fn = coll_reduce_fn(op->dtype, op->redop);
+    tide_status_t st = TIDE_SUCCESS;
+
+    if (op->sbuf != op->rbuf)
+        memcpy(buf, op->sbuf, bytes);
+    while (p * 2 <= n)
+        p *= 2;
+    int rem = n - p, vr;
+    char *tmp = malloc(bytes ? bytes : 1);
+    if (!tmp)
+        return TIDE_ERR_NOMEM;
+
+    if (r < 2 * rem) { /* fold the extra ranks in */
+        if (r % 2 == 0) {
+            st = coll_sendrecv(c, r + 1, buf, bytes, -1, NULL, 0, NULL, es, "fold-in");
+            vr = -1;
+        } else {
+            st = coll_sendrecv(c, -1, NULL, 0, r - 1, buf, bytes, fn, es, "fold-in");
+            vr = r / 2;
+        }
+    } else {
+        vr = r - rem;
+    }
+    for (int mask = 1; vr >= 0 && mask < p && st == TIDE_SUCCESS; mask <<= 1) {
+        int vp = vr ^ mask, partner = vp < rem ? vp * 2 + 1 : vp + rem;
+        st = coll_sendrecv(c, partner, buf, bytes, partner, tmp, bytes, NULL, es, "exchange");
+        if (st == TIDE_SUCCESS)
+            fn(buf, tmp, op->count);
+    }
+    if (st == TIDE_SUCCESS && r < 2 * rem) { /* hand the result back */
+        if (r % 2)
+            st = coll_sendrecv(c, r - 1, buf, bytes, -1, NULL, 0, NULL, es, "fold-out");
+        else
+            st = coll_sendrecv(c, -1, NULL, 0, r + 1, buf, bytes, NULL, es, "fold-out");
+    }
+    free(tmp);
+    if (st == TIDE_SUCCESS && op->redop == TIDE_AVG)
+        coll_reduce_finish_avg(buf, op->count, op->dtype, n);
+    return st;
+}

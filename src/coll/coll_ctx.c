@@ -1,0 +1,338 @@
+/*
+ * Collective context: creation (which pipe reaches which rank), the step
+ * executor, and the order in which operations run.
+ *
+ * Order: operations of a communicator run one at a time, in the order they
+ * were issued. A blocking call with nothing queued runs in its caller's
+ * thread (no hand-off on the latency path); anything else goes through the
+ * queue, which the worker thread runs, so nonblocking operations progress
+ * without the caller polling.
+ */
+#define TIDE_LOG_THIS TIDE_SUBSYS_COLL
+#include "coll_ctx.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "boot_store.h"
+#include "p2p.h"
+#include "util_log.h"
+#include "util_param.h"
+#include "util_time.h"
+
+#define SPIN_NS (20 * 1000) /* spin this long without progress before sleeping */
+
+/* ------------------------------------------------------------- executor */
+
+static const char zeros[16];
+
+static int64_t step_move(coll_ctx_t *c, coll_step_t *s)
+{
+    const coll_pipe_ops_t *p = c->pipe[s->peer];
+    size_t padded = (s->len + 15) & ~(size_t)15;
+    int64_t n;
+    if (s->done < s->len) {
+        n = s->send ? p->push(c, s->peer, s->buf + s->done, s->len - s->done)
+                    : p->pull(c, s->peer, s->buf + s->done, s->len - s->done, s->fn, s->esize);
+    } else if (s->done < padded) {
+        char sink[16];
+        size_t k = padded - s->done;
+        n = s->send ? p->push(c, s->peer, zeros, k) : p->pull(c, s->peer, sink, k, NULL, 1);
+    } else {
+        return 0;
+    }
+    if (n > 0) {
+        s->done += (size_t)n;
+        if (!s->send && s->done == padded)
+            p->pulled(c, s->peer);
+    }
+    return n;
+}
+
+static bool step_complete(coll_ctx_t *c, coll_step_t *s)
+{
+    size_t padded = (s->len + 15) & ~(size_t)15;
+    if (s->done < padded)
+        return false;
+    return !s->send || c->pipe[s->peer]->flushed(c, s->peer);
+}
+
+static void bell_wait(coll_ctx_t *c, uint32_t seen, int64_t deadline)
+{
+    int64_t left = deadline - tide_time_ns();
+    if (left <= 0)
+        return;
+    if (left > 100 * TIDE_NS_PER_MS)
+        left = 100 * TIDE_NS_PER_MS; /* re-check now and then: nothing is lost by it */
+    struct timespec ts = {.tv_sec = left / 1000000000LL, .tv_nsec = left % 1000000000LL};
+    __atomic_store_n(c->sleeping, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(c->doorbell, __ATOMIC_SEQ_CST) == seen)
+        syscall(SYS_futex, c->doorbell, FUTEX_WAIT, seen, &ts, NULL, 0);
+    __atomic_store_n(c->sleeping, 0, __ATOMIC_SEQ_CST);
+}
+
+tide_status_t coll_xfer(coll_ctx_t *c, coll_step_t *steps, int n, const char *what)
+{
+    int64_t idle_since = 0;
+    for (;;) {
+        uint32_t seen = __atomic_load_n(c->doorbell, __ATOMIC_SEQ_CST);
+        bool moved = false, all = true;
+        for (int i = 0; i < n; i++) {
+            coll_step_t *s = &steps[i];
+            if (step_complete(c, s))
+                continue;
+            int64_t k = step_move(c, s);
+            if (k < 0)
+                return (tide_status_t)k;
+            moved |= k > 0;
+            all &= step_complete(c, s);
+        }
+        if (all)
+            return TIDE_SUCCESS;
+        if (moved) {
+            idle_since = 0;
+            continue;
+        }
+        int64_t now = tide_time_ns();
+        if (now >= c->deadline) {
+            for (int i = 0; i < n; i++) {
+                coll_step_t *s = &steps[i];
+                if (!step_complete(c, s))
+                    tide_error("%s %s: %s %zu of %zu bytes %s rank %d (over %s) within %d ms",
+                               c->op_name, what, s->send ? "sent" : "received", s->done, s->len,
+                               s->send ? "to" : "from", s->peer, c->pipe[s->peer]->name,
+                               c->timeout_ms);
+            }
+            return TIDE_ERR_TIMEOUT;
+        }
+        if (!idle_since)
+            idle_since = now;
+        if (now - idle_since < SPIN_NS)
+            __builtin_ia32_pause();
+        else
+            bell_wait(c, seen, c->deadline);
+    }
+}
+
+tide_status_t coll_sendrecv(coll_ctx_t *c, int to, const void *sbuf, size_t slen, int from,
+                            void *rbuf, size_t rlen, coll_reduce_fn_t fn, size_t esize,
+                            const char *what)
+{
+    coll_step_t s[2];
+    int n = 0;
+    if (to >= 0)
+        s[n++] = coll_send_step(to, sbuf, slen);
+    if (from >= 0)
+        s[n++] = coll_recv_step(from, rbuf, rlen, fn, esize);
+    return coll_xfer(c, s, n, what);
+}
+
+/* --------------------------------------------------------------- create */
+
+static void *worker_main(void *arg);
+
+tide_status_t coll_ctx_create(tide_comm_t *comm, coll_ctx_t **out)
+{
+    int64_t chunk;
+    unsigned transports = 0;
+    char tbuf[64];
+    tide_store_t *store = NULL;
+    tide_status_t st;
+    coll_ctx_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return TIDE_ERR_NOMEM;
+    c->comm = comm;
+    c->rank = comm->rank;
+    c->nranks = comm->nranks;
+    c->timeout_ms = comm->timeout_ms;
+    c->doorbell = &c->private_bell[0];
+    c->sleeping = &c->private_bell[1];
+    pthread_mutex_init(&c->qlock, NULL);
+    pthread_cond_init(&c->qcond, NULL);
+    if ((st = tide_param_int(TIDE_PARAM_CHUNK_SIZE, &chunk)) != TIDE_SUCCESS ||
+        (st = tide_param_str(TIDE_PARAM_TRANSPORTS, tbuf, sizeof(tbuf))) != TIDE_SUCCESS)
+        goto err;
+    c->chunk = (size_t)chunk;
+    transports |= strstr(tbuf, "shm") ? TIDE_TRANSPORT_SHM : 0;
+    transports |= strstr(tbuf, "tcp") ? TIDE_TRANSPORT_TCP : 0;
+    c->pipe = calloc((size_t)c->nranks, sizeof(*c->pipe));
+    if (!c->pipe) {
+        st = TIDE_ERR_NOMEM;
+        goto err;
+    }
+    bool any_shm = false, any_engine = false;
+    for (int r = 0; r < c->nranks; r++) {
+        if (r == c->rank)
+            continue;
+        bool local = strcmp(comm->peers[r].boot_id, comm->peers[c->rank].boot_id) == 0;
+        if (local && (transports & TIDE_TRANSPORT_SHM)) {
+            c->pipe[r] = &coll_shm_pipe;
+            any_shm = true;
+        } else {
+            c->pipe[r] = &coll_engine_pipe;
+            any_engine = true;
+        }
+    }
+    if ((st = boot_store_sub(comm->sys, "coll/", &store)) != TIDE_SUCCESS)
+        goto err;
+    if (any_shm && (st = coll_shm_setup(c, store)) != TIDE_SUCCESS)
+        goto err;
+    if (any_engine && (st = coll_engine_setup(c)) != TIDE_SUCCESS)
+        goto err;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&c->worker, NULL, worker_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        st = TIDE_ERR_NOMEM;
+        goto err;
+    }
+    c->worker_started = true;
+    boot_store_free(store);
+    tide_info("collectives ready on rank %d of %d: %s%s", c->rank, c->nranks,
+              any_shm ? "shm pipes " : "", any_engine ? "engine pipes" : "");
+    *out = c;
+    return TIDE_SUCCESS;
+err:
+    tide_error("collectives setup on rank %d of %d failed: %s", c->rank, c->nranks,
+               tide_status_str(st));
+    boot_store_free(store);
+    coll_ctx_destroy(c);
+    return st;
+}
+
+void coll_ctx_destroy(coll_ctx_t *c)
+{
+    if (!c)
+        return;
+    if (c->worker_started) {
+        pthread_mutex_lock(&c->qlock);
+        c->stop = true;
+        pthread_cond_broadcast(&c->qcond);
+        pthread_mutex_unlock(&c->qlock);
+        pthread_join(c->worker, NULL);
+    }
+    coll_engine_teardown(c);
+    coll_shm_teardown(c);
+    free(c->pipe);
+    pthread_mutex_destroy(&c->qlock);
+    pthread_cond_destroy(&c->qcond);
+    free(c);
+}
+
+/* -------------------------------------------------------------- running */
+
+static tide_status_t run_op(coll_ctx_t *c, const coll_op_t *op)
+{
+    const coll_algo_t *algo;
+    tide_status_t st = coll_select(c, op, &algo);
+    if (st != TIDE_SUCCESS)
+        return st;
+    c->op_name = coll_kind_name(op->kind);
+    c->deadline = tide_deadline_ms(c->timeout_ms);
+    st = algo->fn(c, op);
+    if (st != TIDE_SUCCESS)
+        tide_error("%s (%zu x %s, algorithm %s) failed on rank %d: %s", c->op_name, op->count,
+                   coll_dtype_name(op->dtype), algo->name, c->rank, tide_status_str(st));
+    c->nops++;
+    return st;
+}
+
+static void work_finish(struct tide_work *w, tide_status_t st)
+{
+    w->status = st;
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&w->waiters, __ATOMIC_ACQUIRE))
+        syscall(SYS_futex, &w->done, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+    __atomic_store_n(&w->retired, 1, __ATOMIC_RELEASE); /* last access */
+}
+
+static void *worker_main(void *arg)
+{
+    coll_ctx_t *c = arg;
+    pthread_mutex_lock(&c->qlock);
+    for (;;) {
+        while (!c->stop && (!c->qhead || c->inline_busy))
+            pthread_cond_wait(&c->qcond, &c->qlock);
+        if (c->stop)
+            break;
+        struct tide_work *w = c->qhead;
+        c->qhead = w->next;
+        if (!c->qhead)
+            c->qtail = NULL;
+        pthread_mutex_unlock(&c->qlock);
+        tide_log_set_thread_rank(c->rank);
+        tide_status_t st = run_op(c, &w->op);
+        pthread_mutex_lock(&c->qlock);
+        c->pending--;
+        pthread_cond_broadcast(&c->qcond);
+        work_finish(w, st); /* its waiter may free w once it is retired */
+    }
+    /* Operations still queued at destroy fail. */
+    for (struct tide_work *w = c->qhead, *next; w; w = next) {
+        next = w->next;
+        work_finish(w, TIDE_ERR_REVOKED);
+    }
+    c->qhead = c->qtail = NULL;
+    pthread_mutex_unlock(&c->qlock);
+    return NULL;
+}
+
+tide_status_t coll_enqueue(coll_ctx_t *c, struct tide_work *w);
+tide_status_t coll_enqueue(coll_ctx_t *c, struct tide_work *w)
+{
+    w->ctx = c;
+    w->next = NULL;
+    pthread_mutex_lock(&c->qlock);
+    if (c->qtail)
+        c->qtail->next = w;
+    else
+        c->qhead = w;
+    c->qtail = w;
+    c->pending++;
+    pthread_cond_broadcast(&c->qcond);
+    pthread_mutex_unlock(&c->qlock);
+    return TIDE_SUCCESS;
+}
+
+tide_status_t coll_run_blocking(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_run_blocking(coll_ctx_t *c, const coll_op_t *op)
+{
+    pthread_mutex_lock(&c->qlock);
+    if (c->pending == 0 && !c->inline_busy) {
+        c->inline_busy = true;
+        pthread_mutex_unlock(&c->qlock);
+        tide_status_t st = run_op(c, op);
+        pthread_mutex_lock(&c->qlock);
+        c->inline_busy = false;
+        pthread_cond_broadcast(&c->qcond);
+        pthread_mutex_unlock(&c->qlock);
+        return st;
+    }
+    pthread_mutex_unlock(&c->qlock);
+    /* Operations are ahead of this one: queue it behind them and wait. */
+    struct tide_work w = {.op = *op};
+    coll_enqueue(c, &w);
+    __atomic_add_fetch(&w.waiters, 1, __ATOMIC_ACQ_REL);
+    while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE))
+        syscall(SYS_futex, &w.done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+    coll_work_settle(&w);
+    return w.status;
+}
+
+tide_status_t coll_ctx_get(tide_comm_t *comm, coll_ctx_t **out)
+{
+    if (!comm->coll) {
+        tide_status_t st = coll_ctx_create(comm, &comm->coll);
+        if (st != TIDE_SUCCESS)
+            return st;
+    }
+    *out = comm->coll;
+    return TIDE_SUCCESS;
+}

@@ -1,0 +1,193 @@
+/*
+ * Collective context of a communicator: the pipes between its ranks, the
+ * executor that moves data through them, and the worker that runs
+ * nonblocking operations.
+ *
+ * Vocabulary:
+ * - pipe: an ordered byte stream from one rank to another. Local peers
+ *   (same host) use single-producer/single-consumer rings in shared memory
+ *   (coll_pipe_shm.c); other peers use the transfer engine
+ *   (coll_pipe_engine.c). Both sides of every operation move the same
+ *   bytes in the same order, so no message needs a header.
+ * - step: one send or receive of a message (a buffer) on a pipe; a
+ *   receive either copies or reduces into its buffer. Messages are padded
+ *   to 16 bytes so that reductions always read aligned elements.
+ * - xfer: run a set of steps concurrently until all are done (a ring step
+ *   sends and receives at once), waiting, when nothing moves, on the
+ *   rank's doorbell, with a deadline.
+ */
+#ifndef TIDE_COLL_CTX_H
+#define TIDE_COLL_CTX_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "coll_comm.h"
+#include "coll_reduce.h"
+#include "util_compiler.h"
+#include "tide.h"
+
+typedef struct coll_ctx coll_ctx_t;
+
+typedef struct coll_pipe_ops {
+    const char *name;
+    /* Move up to len bytes into the stream to peer; returns the bytes
+     * moved (0: no room now) or a negative tide_status_t. Never blocks. */
+    int64_t (*push)(coll_ctx_t *c, int peer, const void *buf, size_t len);
+    /* Take up to len bytes of the stream from peer: copied into buf, or
+     * with fn combined into it (whole elements of esize bytes only).
+     * Returns the bytes taken or a negative tide_status_t. Never blocks. */
+    int64_t (*pull)(coll_ctx_t *c, int peer, void *buf, size_t len, coll_reduce_fn_t fn,
+                    size_t esize);
+    /* All bytes pushed to peer are visible to it (engine: written). */
+    bool (*flushed)(coll_ctx_t *c, int peer);
+    /* A receive from peer finished: return space to the sender now. */
+    void (*pulled)(coll_ctx_t *c, int peer);
+} coll_pipe_ops_t;
+
+extern const coll_pipe_ops_t coll_shm_pipe;
+extern const coll_pipe_ops_t coll_engine_pipe;
+
+typedef struct coll_step {
+    int peer;
+    bool send;
+    char *buf;
+    size_t len;          /* payload bytes (a multiple of esize) */
+    coll_reduce_fn_t fn; /* receive: NULL copies, else reduces into buf */
+    size_t esize;
+    size_t done; /* bytes moved, padding included */
+} coll_step_t;
+
+typedef enum coll_kind {
+    COLL_ALLREDUCE,
+    COLL_ALLGATHER,
+    COLL_BROADCAST,
+    COLL_REDUCE_SCATTER,
+    COLL_REDUCE,
+    COLL_ALLTOALL,
+    COLL_BARRIER,
+    COLL_SEND,
+    COLL_RECV,
+    COLL_KIND_COUNT
+} coll_kind_t;
+
+/* One operation, as the user gave it. */
+typedef struct coll_op {
+    coll_kind_t kind;
+    const void *sbuf;
+    void *rbuf;
+    size_t count; /* elements (per rank for allgather/reduce_scatter/alltoall) */
+    tide_dtype_t dtype;
+    tide_redop_t redop;
+    int root; /* broadcast/reduce root; send/recv peer */
+    size_t esize;
+} coll_op_t;
+
+typedef tide_status_t (*coll_algo_fn_t)(coll_ctx_t *c, const coll_op_t *op);
+
+struct tide_work {
+    coll_op_t op;
+    coll_ctx_t *ctx;
+    tide_status_t status;
+    uint32_t done; /* futex word */
+    uint32_t waiters;
+    uint32_t retired; /* set after the worker's last access: only then may it be freed */
+    struct tide_work *next;
+};
+
+/* Wait (briefly) until the worker no longer touches w. */
+static inline void coll_work_settle(struct tide_work *w)
+{
+    while (!__atomic_load_n(&w->retired, __ATOMIC_ACQUIRE))
+        __builtin_ia32_pause();
+}
+
+struct shm_state;
+struct eng_state;
+
+struct coll_ctx {
+    tide_comm_t *comm;
+    int rank, nranks;
+    int timeout_ms;
+    size_t chunk;                 /* TIDE_CHUNK_SIZE */
+    const coll_pipe_ops_t **pipe; /* per rank; NULL for self */
+    struct shm_state *shm;
+    struct eng_state *eng;
+    tide_engine_t *engine;
+    /* waiting: this rank's doorbell (in its shared inbox, else private) */
+    uint32_t *doorbell, *sleeping;
+    uint32_t private_bell[2];
+    /* the operation now running, for error messages */
+    const char *op_name;
+    int64_t deadline;
+    /* execution order and the nonblocking worker */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    struct tide_work *qhead, *qtail;
+    int pending;      /* queued or running through the queue */
+    bool inline_busy; /* a blocking call runs in its caller's thread */
+    bool stop;
+    pthread_t worker;
+    bool worker_started;
+    uint64_t nops;
+};
+
+/* Create the context for comm (collective: the first collective call of
+ * every rank does it). */
+tide_status_t coll_ctx_create(tide_comm_t *comm, coll_ctx_t **out);
+void coll_ctx_destroy(coll_ctx_t *c);
+tide_status_t coll_ctx_get(tide_comm_t *comm, coll_ctx_t **out);
+
+/* Wake the rank owning doorbell `bell` (any process on the host). */
+void coll_bell_ring(uint32_t *bell, uint32_t *sleeping);
+
+/* Run steps until all are done, or fail naming what was waited for. */
+tide_status_t coll_xfer(coll_ctx_t *c, coll_step_t *steps, int n, const char *what);
+
+static inline coll_step_t coll_send_step(int peer, const void *buf, size_t len)
+{
+    coll_step_t s = {.peer = peer, .send = true, .buf = (char *)(uintptr_t)buf, .len = len};
+    return s;
+}
+
+static inline coll_step_t coll_recv_step(int peer, void *buf, size_t len, coll_reduce_fn_t fn,
+                                         size_t esize)
+{
+    coll_step_t s = {.peer = peer, .buf = buf, .len = len, .fn = fn, .esize = esize ? esize : 1};
+    return s;
+}
+
+/* One send and one receive at once (either peer may be -1: none). */
+tide_status_t coll_sendrecv(coll_ctx_t *c, int to, const void *sbuf, size_t slen, int from,
+                            void *rbuf, size_t rlen, coll_reduce_fn_t fn, size_t esize,
+                            const char *what);
+
+/* Pipe setup (coll_pipe_shm.c, coll_pipe_engine.c) */
+tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store);
+void coll_shm_teardown(coll_ctx_t *c);
+tide_status_t coll_engine_setup(coll_ctx_t *c);
+void coll_engine_teardown(coll_ctx_t *c);
+
+/* Algorithms (one per file) and selection (coll_select.c) */
+tide_status_t coll_allreduce_ring(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_allreduce_rd(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_allgather_ring(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_reduce_scatter_ring(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_bcast_tree(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_reduce_tree(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_alltoall_pairwise(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_barrier_dissemination(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_sendrecv_p2p(coll_ctx_t *c, const coll_op_t *op);
+
+typedef struct coll_algo {
+    const char *name;
+    coll_kind_t kind;
+    coll_algo_fn_t fn;
+} coll_algo_t;
+
+/* The algorithm for op (TIDE_ALGO overrides the table); logs the choice
+ * when TIDE_TRACE is set. */
+tide_status_t coll_select(coll_ctx_t *c, const coll_op_t *op, const coll_algo_t **algo);
+const char *coll_kind_name(coll_kind_t kind);
+
+#endif

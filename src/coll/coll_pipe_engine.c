@@ -1,0 +1,203 @@
+/*
+ * Pipes over the transfer engine, for peers this rank cannot reach through
+ * shared memory.
+ *
+ * Every rank registers two segments of nranks rings: `recv` (segment 0,
+ * opened by its peers) holds, in ring s, the stream from rank s; `stage`
+ * (segment 1, local) holds, in ring d, what it sends to rank d. A push
+ * copies into stage and WRITEs the same ring positions into the peer's
+ * recv ring; the batch signals DATA = bytes written so far once it has
+ * landed. The receiver consumes up to DATA and returns CREDIT = bytes
+ * consumed, which frees the sender's ring space.
+ *
+ * One write batch per peer is in flight at a time, so DATA signals arrive
+ * in order (the engine keeps the highest value of a counter: an earlier
+ * batch completing after a later one must not be possible).
+ */
+#define TIDE_LOG_THIS TIDE_SUBSYS_COLL
+#include <stdlib.h>
+#include <string.h>
+#include "coll_ctx.h"
+#include "p2p.h"
+#include "util_log.h"
+#include "util_param.h"
+
+#define CHAN_DATA   1
+#define CHAN_CREDIT 2
+
+typedef struct eng_peer {
+    uint64_t sent;       /* bytes pushed (copied to stage and written or being written) */
+    uint64_t posted;     /* bytes covered by a submitted write */
+    tide_batch_t *batch; /* the write in flight, or NULL */
+    uint64_t consumed;   /* bytes taken from its stream */
+    uint64_t credited;   /* consumed bytes returned to it */
+} eng_peer_t;
+
+struct eng_state {
+    size_t ring;
+    char *recv, *stage;
+    uint32_t recv_id, stage_id;
+    eng_peer_t *peers;
+};
+
+static void bell_hook(void *arg)
+{
+    coll_ctx_t *c = arg;
+    coll_bell_ring(c->doorbell, c->sleeping);
+}
+
+/* Retire a finished write; start the next one if bytes wait in stage. */
+static int64_t eng_write_progress(coll_ctx_t *c, int peer)
+{
+    struct eng_state *s = c->eng;
+    eng_peer_t *p = &s->peers[peer];
+    if (p->batch) {
+        tide_status_t st = tide_batch_test(p->batch);
+        if (st == TIDE_IN_PROGRESS)
+            return 0;
+        tide_batch_free(p->batch);
+        p->batch = NULL;
+        if (st != TIDE_SUCCESS) {
+            tide_error("coll %s: write to rank %d failed: %s", c->op_name, peer,
+                       tide_status_str(st));
+            return st;
+        }
+    }
+    if (p->posted == p->sent)
+        return 0;
+    /* One contiguous run of the ring per batch (at most two requests). */
+    tide_request_t req[2];
+    size_t n = 0;
+    uint64_t from = p->posted, to = p->sent;
+    while (from < to && n < 2) {
+        size_t pos = from % s->ring, len = TIDE_MIN((size_t)(to - from), s->ring - pos);
+        req[n++] = (tide_request_t){TIDE_OP_WRITE,
+                                    s->stage_id,
+                                    (uint64_t)peer * s->ring + pos,
+                                    peer,
+                                    s->recv_id,
+                                    (uint64_t)c->rank * s->ring + pos,
+                                    len};
+        from += len;
+    }
+    tide_status_t st = p2p_batch_submit_signal(c->engine, req, n, peer, CHAN_DATA, from, &p->batch);
+    if (st != TIDE_SUCCESS)
+        return st;
+    p->posted = from;
+    return 0;
+}
+
+static int64_t eng_push(coll_ctx_t *c, int peer, const void *buf, size_t len)
+{
+    struct eng_state *s = c->eng;
+    eng_peer_t *p = &s->peers[peer];
+    int64_t rc = eng_write_progress(c, peer);
+    if (rc < 0)
+        return rc;
+    uint64_t credit = p2p_signal_value(c->engine, peer, CHAN_CREDIT);
+    size_t pos = p->sent % s->ring;
+    size_t n = TIDE_MIN(len, s->ring - (size_t)(p->sent - credit));
+    n = TIDE_MIN(n, s->ring - pos);
+    if (n == 0)
+        return 0;
+    memcpy(s->stage + (size_t)peer * s->ring + pos, buf, n);
+    p->sent += n;
+    rc = eng_write_progress(c, peer);
+    return rc < 0 ? rc : (int64_t)n;
+}
+
+static bool eng_flushed(coll_ctx_t *c, int peer)
+{
+    eng_peer_t *p = &c->eng->peers[peer];
+    if (eng_write_progress(c, peer) < 0)
+        return true; /* the error surfaces on the next push */
+    return p->posted == p->sent && !p->batch;
+}
+
+static void eng_credit(coll_ctx_t *c, int peer)
+{
+    eng_peer_t *p = &c->eng->peers[peer];
+    if (p->consumed > p->credited) {
+        p->credited = p->consumed;
+        p2p_signal_post(c->engine, peer, CHAN_CREDIT, p->consumed);
+    }
+}
+
+static int64_t eng_pull(coll_ctx_t *c, int peer, void *buf, size_t len, coll_reduce_fn_t fn,
+                        size_t esize)
+{
+    struct eng_state *s = c->eng;
+    eng_peer_t *p = &s->peers[peer];
+    uint64_t avail = p2p_signal_value(c->engine, peer, CHAN_DATA) - p->consumed;
+    size_t pos = p->consumed % s->ring;
+    size_t n = TIDE_MIN(len, (size_t)avail);
+    n = TIDE_MIN(n, s->ring - pos);
+    if (fn)
+        n -= n % esize;
+    if (n == 0)
+        return 0;
+    const char *src = s->recv + (size_t)peer * s->ring + pos;
+    if (fn)
+        fn(buf, src, n / esize);
+    else
+        memcpy(buf, src, n);
+    p->consumed += n;
+    if (p->consumed - p->credited >= s->ring / 4)
+        eng_credit(c, peer);
+    return (int64_t)n;
+}
+
+const coll_pipe_ops_t coll_engine_pipe = {
+    .name = "engine",
+    .push = eng_push,
+    .pull = eng_pull,
+    .flushed = eng_flushed,
+    .pulled = eng_credit,
+};
+
+tide_status_t coll_engine_setup(coll_ctx_t *c)
+{
+    int64_t ring;
+    tide_status_t st = tide_param_int(TIDE_PARAM_COLL_PIPE_SIZE, &ring);
+    if (st != TIDE_SUCCESS)
+        return st;
+    struct eng_state *s = calloc(1, sizeof(*s));
+    if (!s || !(s->peers = calloc((size_t)c->nranks, sizeof(*s->peers)))) {
+        free(s);
+        return TIDE_ERR_NOMEM;
+    }
+    c->eng = s;
+    s->ring = ((size_t)ring + 63) & ~(size_t)63;
+    size_t bytes = (size_t)c->nranks * s->ring;
+    s->recv = calloc(1, bytes);
+    s->stage = calloc(1, bytes);
+    if (!s->recv || !s->stage)
+        return TIDE_ERR_NOMEM;
+    if ((st = tide_engine_create(c->comm, NULL, &c->engine)) != TIDE_SUCCESS ||
+        (st = tide_segment_register(c->engine, s->recv, bytes, &s->recv_id)) != TIDE_SUCCESS ||
+        (st = tide_segment_register(c->engine, s->stage, bytes, &s->stage_id)) != TIDE_SUCCESS)
+        return st;
+    p2p_set_signal_hook(c->engine, bell_hook, c);
+    for (int r = 0; r < c->nranks; r++) /* every rank's recv segment has our id */
+        if (c->pipe[r] == &coll_engine_pipe &&
+            (st = tide_segment_open(c->engine, r, s->recv_id, c->timeout_ms)) != TIDE_SUCCESS)
+            return st;
+    return TIDE_SUCCESS;
+}
+
+void coll_engine_teardown(coll_ctx_t *c)
+{
+    struct eng_state *s = c->eng;
+    if (c->engine) {
+        p2p_set_signal_hook(c->engine, NULL, NULL);
+        tide_engine_destroy(c->engine); /* fails what is in flight, then frees batches */
+        c->engine = NULL;
+    }
+    if (!s)
+        return;
+    free(s->recv);
+    free(s->stage);
+    free(s->peers);
+    free(s);
+    c->eng = NULL;
+}

@@ -1,0 +1,273 @@
+/*
+ * Shared-memory pipes between ranks on one host.
+ *
+ * Every rank owns an inbox (a memfd, mapped by its local peers):
+ *
+ *   +----------+----------------+----------------+-----+-------+-------+-----+
+ *   | doorbell | ring hdr (j=0) | ring hdr (j=1) | ... | ring0 | ring1 | ... |
+ *   +----------+----------------+----------------+-----+-------+-------+-----+
+ *
+ * Ring j carries the stream from the local rank with local index j: that
+ * rank alone advances `tail` (after copying data in), the owner alone
+ * advances `head` (after consuming). Either side then rings the other's
+ * doorbell, a futex word a waiting rank sleeps on.
+ */
+#define TIDE_LOG_THIS TIDE_SUBSYS_COLL
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "boot_store.h"
+#include "coll_ctx.h"
+#include "util_log.h"
+#include "util_param.h"
+
+#define INBOX_MAGIC 0x58424e49u /* "INBX" */
+#define CACHELINE   64
+
+typedef struct inbox_hdr {
+    uint32_t doorbell;
+    uint32_t sleeping;
+    char pad[CACHELINE - 8];
+} inbox_hdr_t;
+
+typedef struct ring_hdr {
+    uint64_t tail; /* written by the sender */
+    char pad1[CACHELINE - 8];
+    uint64_t head; /* written by the owner */
+    char pad2[CACHELINE - 8];
+} ring_hdr_t;
+
+typedef struct inbox_info {
+    uint32_t magic;
+    int32_t pid;
+    int32_t fd;
+    uint32_t nslots;
+    uint64_t size;
+    uint64_t ring;
+} inbox_info_t;
+
+typedef struct shm_peer {
+    char *base; /* the peer's inbox, mapped here (or ours) */
+    size_t size;
+    int slot; /* its local index: the ring it writes in our inbox */
+} shm_peer_t;
+
+struct shm_state {
+    int fd;
+    char *inbox; /* ours */
+    size_t size;
+    size_t ring; /* bytes per ring (a multiple of 64) */
+    int nslots, my_slot;
+    shm_peer_t *peers; /* per rank; base NULL for ranks not on this host */
+};
+
+static inbox_hdr_t *hdr_of(char *base)
+{
+    return (inbox_hdr_t *)(void *)base;
+}
+
+static ring_hdr_t *ring_hdr(char *base, int slot)
+{
+    return (ring_hdr_t *)(void *)(base + sizeof(inbox_hdr_t) + (size_t)slot * sizeof(ring_hdr_t));
+}
+
+static char *ring_data(struct shm_state *s, char *base, int slot)
+{
+    return base + sizeof(inbox_hdr_t) + (size_t)s->nslots * sizeof(ring_hdr_t) +
+           (size_t)slot * s->ring;
+}
+
+void coll_bell_ring(uint32_t *bell, uint32_t *sleeping)
+{
+    __atomic_add_fetch(bell, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(sleeping, __ATOMIC_SEQ_CST))
+        syscall(SYS_futex, bell, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+static int64_t shm_push(coll_ctx_t *c, int peer, const void *buf, size_t len)
+{
+    struct shm_state *s = c->shm;
+    char *base = s->peers[peer].base;
+    ring_hdr_t *r = ring_hdr(base, s->my_slot);
+    uint64_t tail = r->tail, head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+    size_t pos = tail % s->ring;
+    size_t n = TIDE_MIN(len, s->ring - (size_t)(tail - head));
+    n = TIDE_MIN(n, s->ring - pos);
+    if (n == 0)
+        return 0;
+    memcpy(ring_data(s, base, s->my_slot) + pos, buf, n);
+    __atomic_store_n(&r->tail, tail + n, __ATOMIC_RELEASE);
+    inbox_hdr_t *h = hdr_of(base);
+    coll_bell_ring(&h->doorbell, &h->sleeping);
+    return (int64_t)n;
+}
+
+static int64_t shm_pull(coll_ctx_t *c, int peer, void *buf, size_t len, coll_reduce_fn_t fn,
+                        size_t esize)
+{
+    struct shm_state *s = c->shm;
+    int slot = s->peers[peer].slot;
+    ring_hdr_t *r = ring_hdr(s->inbox, slot);
+    uint64_t head = r->head, tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+    size_t pos = head % s->ring;
+    size_t n = TIDE_MIN(len, (size_t)(tail - head));
+    n = TIDE_MIN(n, s->ring - pos);
+    if (fn)
+        n -= n % esize;
+    if (n == 0)
+        return 0;
+    const char *src = ring_data(s, s->inbox, slot) + pos;
+    if (fn)
+        fn(buf, src, n / esize);
+    else
+        memcpy(buf, src, n);
+    __atomic_store_n(&r->head, head + n, __ATOMIC_RELEASE);
+    inbox_hdr_t *h = hdr_of(s->peers[peer].base);
+    coll_bell_ring(&h->doorbell, &h->sleeping);
+    return (int64_t)n;
+}
+
+static bool shm_flushed(coll_ctx_t *c, int peer)
+{
+    (void)c;
+    (void)peer;
+    return true;
+}
+
+static void shm_pulled(coll_ctx_t *c, int peer)
+{
+    (void)c;
+    (void)peer;
+}
+
+const coll_pipe_ops_t coll_shm_pipe = {
+    .name = "shm",
+    .push = shm_push,
+    .pull = shm_pull,
+    .flushed = shm_flushed,
+    .pulled = shm_pulled,
+};
+
+/* ------------------------------------------------------------------ setup */
+
+static tide_status_t map_peer(coll_ctx_t *c, int r, const inbox_info_t *info)
+{
+    struct shm_state *s = c->shm;
+    char path[64];
+    struct stat st;
+    if (info->magic != INBOX_MAGIC || info->ring != s->ring ||
+        info->nslots != (uint32_t)s->nslots || info->size != s->size) {
+        tide_error("coll: rank %d's shared inbox does not match ours (TIDE_COLL_PIPE_SIZE must "
+                   "be the same on every rank)",
+                   r);
+        return TIDE_ERR_INVALID;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/fd/%d", info->pid, info->fd);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        tide_error("coll: cannot open rank %d's shared inbox (%s): %m", r, path);
+        return TIDE_ERR_IO;
+    }
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size < info->size) {
+        tide_error("coll: rank %d's shared inbox is smaller than it says", r);
+        close(fd);
+        return TIDE_ERR_INVALID;
+    }
+    void *m = mmap(NULL, info->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) {
+        tide_error("coll: cannot map rank %d's shared inbox: %m", r);
+        return TIDE_ERR_IO;
+    }
+    s->peers[r].base = m;
+    return TIDE_SUCCESS;
+}
+
+tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
+{
+    tide_comm_t *comm = c->comm;
+    int64_t ring;
+    char key[32];
+    tide_status_t st = tide_param_int(TIDE_PARAM_COLL_PIPE_SIZE, &ring);
+    if (st != TIDE_SUCCESS)
+        return st;
+    struct shm_state *s = calloc(1, sizeof(*s));
+    if (!s || !(s->peers = calloc((size_t)c->nranks, sizeof(*s->peers)))) {
+        free(s);
+        return TIDE_ERR_NOMEM;
+    }
+    c->shm = s;
+    s->fd = -1;
+    s->ring = ((size_t)ring + CACHELINE - 1) & ~(size_t)(CACHELINE - 1);
+    s->nslots = comm->local_size;
+    s->my_slot = comm->local_rank;
+    s->size = sizeof(inbox_hdr_t) + (size_t)s->nslots * (sizeof(ring_hdr_t) + s->ring);
+    for (int r = 0, slot = 0; r < c->nranks; r++)
+        if (strcmp(comm->peers[r].boot_id, comm->peers[c->rank].boot_id) == 0)
+            s->peers[r].slot = slot++;
+
+    s->fd = memfd_create("tide-coll-inbox", MFD_CLOEXEC);
+    if (s->fd < 0 || ftruncate(s->fd, (off_t)s->size) != 0) {
+        tide_error("coll: shared inbox of %zu bytes: %m", s->size);
+        return TIDE_ERR_IO;
+    }
+    s->inbox = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+    if (s->inbox == MAP_FAILED) {
+        s->inbox = NULL;
+        tide_error("coll: cannot map our shared inbox: %m");
+        return TIDE_ERR_IO;
+    }
+    c->doorbell = &hdr_of(s->inbox)->doorbell;
+    c->sleeping = &hdr_of(s->inbox)->sleeping;
+    s->peers[c->rank].base = s->inbox;
+
+    inbox_info_t info = {INBOX_MAGIC,         (int32_t)getpid(), s->fd,
+                         (uint32_t)s->nslots, s->size,           s->ring};
+    snprintf(key, sizeof(key), "inbox/%d", c->rank);
+    if ((st = tide_store_set(store, key, &info, sizeof(info))) != TIDE_SUCCESS)
+        return st;
+    for (int r = 0; r < c->nranks; r++) {
+        if (r == c->rank || c->pipe[r] != &coll_shm_pipe)
+            continue;
+        void *val;
+        size_t len;
+        snprintf(key, sizeof(key), "inbox/%d", r);
+        if ((st = tide_store_get(store, key, c->timeout_ms, &val, &len)) != TIDE_SUCCESS)
+            return st;
+        if (len != sizeof(info)) {
+            free(val);
+            tide_error("coll: rank %d's inbox record is %zu bytes", r, len);
+            return TIDE_ERR_INVALID;
+        }
+        inbox_info_t peer;
+        memcpy(&peer, val, sizeof(peer));
+        free(val);
+        if ((st = map_peer(c, r, &peer)) != TIDE_SUCCESS)
+            return st;
+    }
+    return TIDE_SUCCESS;
+}
+
+void coll_shm_teardown(coll_ctx_t *c)
+{
+    struct shm_state *s = c->shm;
+    if (!s)
+        return;
+    for (int r = 0; s->peers && r < c->nranks; r++)
+        if (s->peers[r].base && s->peers[r].base != s->inbox)
+            munmap(s->peers[r].base, s->size);
+    if (s->inbox)
+        munmap(s->inbox, s->size);
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s->peers);
+    free(s);
+    c->shm = NULL;
+}

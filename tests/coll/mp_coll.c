@@ -1,0 +1,432 @@
+/*
+ * Collective correctness matrix, run by every rank (public API only):
+ *
+ *   mp_coll [quick]
+ *
+ * Every collective with counts 0, 1, 7, primes and a size that crosses
+ * chunk boundaries; every dtype x op (reductions); in place and out of
+ * place; roots 0, n/2 and n-1; nonblocking operations several at a time;
+ * send/recv around a ring; invalid arguments. Inputs are small integers
+ * (and, for products, +-powers of two), so sums, products, min and max are
+ * exact in every type and the expected result is computed independently on
+ * every rank; AVG is checked with a stated tolerance (1e-6 relative for
+ * float/double, 1e-2 for fp16/bf16; integers exact, truncated).
+ * Prints "rank r: N checks, M wrong" and exits non-zero if M > 0.
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tide.h"
+
+static int rank, nranks;
+static long checks, wrong;
+
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        tide_status_t st_ = (call);                                                                \
+        if (st_ != TIDE_SUCCESS) {                                                                 \
+            fprintf(stderr, "rank %d: %s: %s\n", rank, #call, tide_status_str(st_));               \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* ------------------------------------------------------- value encoding */
+
+static uint16_t f2h(float f)
+{
+    /* exact for the small values used here (integers, powers of two) */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000, exp = (u >> 23) & 0xff, man = u & 0x7fffff;
+    if (!exp)
+        return (uint16_t)sign;
+    return (uint16_t)(sign | ((exp - 112) << 10) | (man >> 13));
+}
+
+static float h2f(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    uint32_t u = exp ? sign | ((exp + 112) << 23) | (man << 13) : sign;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static uint16_t f2b(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16);
+}
+
+static float b2f(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static const tide_dtype_t all_dtypes[] = {TIDE_INT8,    TIDE_UINT8,  TIDE_INT32,   TIDE_UINT32,
+                                          TIDE_INT64,   TIDE_UINT64, TIDE_FLOAT16, TIDE_BFLOAT16,
+                                          TIDE_FLOAT32, TIDE_FLOAT64};
+
+static bool is_float(tide_dtype_t d)
+{
+    return d >= TIDE_FLOAT16;
+}
+
+/* Input element i of rank r, as a double (exactly representable). */
+static double input(tide_dtype_t d, tide_redop_t op, int r, size_t i)
+{
+    if (op == TIDE_PROD) {
+        static const double f[] = {1, -1, 2, 0.5};
+        double v = f[(r * 3 + i) % 4];
+        return is_float(d) ? v : (double)((r + i) % 3 + 1); /* ints: 1..3 */
+    }
+    bool unsig = d == TIDE_UINT8 || d == TIDE_UINT32 || d == TIDE_UINT64;
+    long v = (long)((r * 7 + i * 3) % 23) - (unsig ? 0 : 11);
+    return (double)v;
+}
+
+static void store(tide_dtype_t d, void *p, size_t i, double v)
+{
+    switch (d) {
+    case TIDE_INT8:
+        ((int8_t *)p)[i] = (int8_t)v;
+        break;
+    case TIDE_UINT8:
+        ((uint8_t *)p)[i] = (uint8_t)v;
+        break;
+    case TIDE_INT32:
+        ((int32_t *)p)[i] = (int32_t)v;
+        break;
+    case TIDE_UINT32:
+        ((uint32_t *)p)[i] = (uint32_t)v;
+        break;
+    case TIDE_INT64:
+        ((int64_t *)p)[i] = (int64_t)v;
+        break;
+    case TIDE_UINT64:
+        ((uint64_t *)p)[i] = (uint64_t)v;
+        break;
+    case TIDE_FLOAT16:
+        ((uint16_t *)p)[i] = f2h((float)v);
+        break;
+    case TIDE_BFLOAT16:
+        ((uint16_t *)p)[i] = f2b((float)v);
+        break;
+    case TIDE_FLOAT32:
+        ((float *)p)[i] = (float)v;
+        break;
+    default:
+        ((double *)p)[i] = v;
+    }
+}
+
+static double load(tide_dtype_t d, const void *p, size_t i)
+{
+    switch (d) {
+    case TIDE_INT8:
+        return ((const int8_t *)p)[i];
+    case TIDE_UINT8:
+        return ((const uint8_t *)p)[i];
+    case TIDE_INT32:
+        return ((const int32_t *)p)[i];
+    case TIDE_UINT32:
+        return ((const uint32_t *)p)[i];
+    case TIDE_INT64:
+        return (double)((const int64_t *)p)[i];
+    case TIDE_UINT64:
+        return (double)((const uint64_t *)p)[i];
+    case TIDE_FLOAT16:
+        return h2f(((const uint16_t *)p)[i]);
+    case TIDE_BFLOAT16:
+        return b2f(((const uint16_t *)p)[i]);
+    case TIDE_FLOAT32:
+        return ((const float *)p)[i];
+    default:
+        return ((const double *)p)[i];
+    }
+}
+
+/* The reduction over ranks [0, n) of element i, with the type's rules
+ * (integer sums and products wrap: compared modulo the type's width). */
+static double expect_reduced(tide_dtype_t d, tide_redop_t op, size_t i)
+{
+    double acc = input(d, op, 0, i);
+    for (int r = 1; r < nranks; r++) {
+        double v = input(d, op, r, i);
+        if (op == TIDE_SUM || op == TIDE_AVG)
+            acc += v;
+        else if (op == TIDE_PROD)
+            acc *= v;
+        else if (op == TIDE_MIN)
+            acc = v < acc ? v : acc;
+        else
+            acc = v > acc ? v : acc;
+    }
+    if (op == TIDE_AVG)
+        acc = is_float(d) ? acc / nranks : trunc(acc / nranks);
+    return acc;
+}
+
+static void expect_eq(tide_dtype_t d, tide_redop_t op, double got, double want, const char *what,
+                      size_t i)
+{
+    checks++;
+    bool ok;
+    if (!is_float(d)) {
+        /* compare modulo the width: store both and compare the stored bits */
+        char a[8] = {0}, b[8] = {0};
+        store(d, a, 0, got);
+        store(d, b, 0, fmod(want, 18446744073709551616.0));
+        ok = memcmp(a, b, tide_dtype_size(d)) == 0;
+    } else if (op == TIDE_AVG) {
+        double tol = d == TIDE_FLOAT16 || d == TIDE_BFLOAT16 ? 1e-2 : 1e-6;
+        ok = fabs(got - want) <= tol * fmax(1.0, fabs(want));
+    } else {
+        ok = got == want;
+    }
+    if (!ok && wrong++ < 10)
+        fprintf(stderr, "rank %d: %s: element %zu is %.9g, expected %.9g\n", rank, what, i, got,
+                want);
+}
+
+static void fill(tide_dtype_t d, tide_redop_t op, void *p, size_t count, int r)
+{
+    for (size_t i = 0; i < count; i++)
+        store(d, p, i, input(d, op, r, i));
+}
+
+/* ------------------------------------------------------------ collectives */
+
+static void t_allreduce(tide_comm_t *comm, size_t count, bool in_place)
+{
+    for (size_t di = 0; di < sizeof(all_dtypes) / sizeof(all_dtypes[0]); di++) {
+        tide_dtype_t d = all_dtypes[di];
+        size_t es = tide_dtype_size(d);
+        for (int op = 0; op < TIDE_REDOP_COUNT; op++) {
+            char *s = malloc(count * es + 16), *r = malloc(count * es + 16);
+            fill(d, (tide_redop_t)op, s, count, rank);
+            if (in_place)
+                memcpy(r, s, count * es);
+            CHECK(tide_allreduce(in_place ? r : s, r, count, d, (tide_redop_t)op, comm));
+            for (size_t i = 0; i < count; i++)
+                expect_eq(d, (tide_redop_t)op, load(d, r, i),
+                          expect_reduced(d, (tide_redop_t)op, i), "allreduce", i);
+            free(s);
+            free(r);
+        }
+    }
+}
+
+static void t_reduce(tide_comm_t *comm, size_t count, int root)
+{
+    tide_dtype_t dts[] = {TIDE_INT32, TIDE_FLOAT16, TIDE_FLOAT64};
+    for (int di = 0; di < 3; di++) {
+        tide_dtype_t d = dts[di];
+        size_t es = tide_dtype_size(d);
+        for (int op = 0; op < TIDE_REDOP_COUNT; op++) {
+            char *s = malloc(count * es + 16), *r = malloc(count * es + 16);
+            fill(d, (tide_redop_t)op, s, count, rank);
+            CHECK(tide_reduce(s, r, count, d, (tide_redop_t)op, root, comm));
+            for (size_t i = 0; rank == root && i < count; i++)
+                expect_eq(d, (tide_redop_t)op, load(d, r, i),
+                          expect_reduced(d, (tide_redop_t)op, i), "reduce", i);
+            free(s);
+            free(r);
+        }
+    }
+}
+
+static void t_reduce_scatter(tide_comm_t *comm, size_t count)
+{
+    tide_dtype_t dts[] = {TIDE_UINT8, TIDE_BFLOAT16, TIDE_FLOAT32};
+    for (int di = 0; di < 3; di++) {
+        tide_dtype_t d = dts[di];
+        size_t es = tide_dtype_size(d), total = count * (size_t)nranks;
+        for (int op = 0; op < TIDE_REDOP_COUNT; op++) {
+            char *s = malloc(total * es + 16), *r = malloc(count * es + 16);
+            fill(d, (tide_redop_t)op, s, total, rank);
+            CHECK(tide_reduce_scatter(s, r, count, d, (tide_redop_t)op, comm));
+            for (size_t i = 0; i < count; i++)
+                expect_eq(d, (tide_redop_t)op, load(d, r, i),
+                          expect_reduced(d, (tide_redop_t)op, (size_t)rank * count + i),
+                          "reduce_scatter", i);
+            free(s);
+            free(r);
+        }
+    }
+}
+
+static void t_allgather(tide_comm_t *comm, size_t count, bool in_place)
+{
+    tide_dtype_t d = TIDE_INT64;
+    size_t es = 8, total = count * (size_t)nranks;
+    char *s = malloc(count * es + 16), *r = malloc(total * es + 16);
+    fill(d, TIDE_SUM, s, count, rank * 100);
+    if (in_place)
+        memcpy(r + (size_t)rank * count * es, s, count * es);
+    CHECK(tide_allgather(in_place ? r + (size_t)rank * count * es : s, r, count, d, comm));
+    for (int q = 0; q < nranks; q++)
+        for (size_t i = 0; i < count; i++)
+            expect_eq(d, TIDE_SUM, load(d, r, (size_t)q * count + i),
+                      input(d, TIDE_SUM, q * 100, i), "allgather", i);
+    free(s);
+    free(r);
+}
+
+static void t_broadcast(tide_comm_t *comm, size_t count, int root, bool in_place)
+{
+    tide_dtype_t d = TIDE_UINT32;
+    size_t es = 4;
+    char *s = malloc(count * es + 16), *r = malloc(count * es + 16);
+    fill(d, TIDE_SUM, s, count, 1000 + root);
+    memset(r, 0xee, count * es);
+    if (in_place && rank == root)
+        memcpy(r, s, count * es);
+    CHECK(tide_broadcast(in_place ? r : s, r, count, d, root, comm));
+    for (size_t i = 0; i < count; i++)
+        expect_eq(d, TIDE_SUM, load(d, r, i), input(d, TIDE_SUM, 1000 + root, i), "broadcast", i);
+    free(s);
+    free(r);
+}
+
+static void t_alltoall(tide_comm_t *comm, size_t count, bool in_place)
+{
+    tide_dtype_t d = TIDE_INT32;
+    size_t es = 4, total = count * (size_t)nranks;
+    char *s = malloc(total * es + 16), *r = malloc(total * es + 16);
+    /* block j of rank q holds values of "q*64 + j" */
+    for (int j = 0; j < nranks; j++)
+        fill(d, TIDE_SUM, s + (size_t)j * count * es, count, rank * 64 + j);
+    if (in_place)
+        memcpy(r, s, total * es);
+    CHECK(tide_alltoall(in_place ? r : s, r, count, d, comm));
+    for (int q = 0; q < nranks; q++)
+        for (size_t i = 0; i < count; i++)
+            expect_eq(d, TIDE_SUM, load(d, r, (size_t)q * count + i),
+                      input(d, TIDE_SUM, q * 64 + rank, i), "alltoall", i);
+    free(s);
+    free(r);
+}
+
+static void t_sendrecv(tide_comm_t *comm, size_t count)
+{
+    if (nranks < 2)
+        return;
+    tide_dtype_t d = TIDE_FLOAT64;
+    double *s = malloc(count * 8 + 16), *r = malloc(count * 8 + 16);
+    fill(d, TIDE_SUM, s, count, rank + 500);
+    int to = (rank + 1) % nranks, from = (rank + nranks - 1) % nranks;
+    tide_work_t *w;
+    /* Operations run in issue order: even ranks send first, odd ones receive
+     * first, so the ring exchange never waits in a cycle. */
+    if (rank % 2 == 0) {
+        CHECK(tide_isend(s, count, d, to, comm, &w));
+        CHECK(tide_recv(r, count, d, from, comm));
+        CHECK(tide_wait(w, -1));
+    } else {
+        CHECK(tide_irecv(r, count, d, from, comm, &w));
+        CHECK(tide_send(s, count, d, to, comm));
+        CHECK(tide_wait(w, -1));
+    }
+    for (size_t i = 0; i < count; i++)
+        expect_eq(d, TIDE_SUM, r[i], input(d, TIDE_SUM, from + 500, i), "send/recv", i);
+    free(s);
+    free(r);
+}
+
+static void t_nonblocking(tide_comm_t *comm)
+{
+    enum { K = 6, N = 3001 };
+    float *buf[K];
+    tide_work_t *w[K];
+    for (int k = 0; k < K; k++) {
+        buf[k] = malloc(N * sizeof(float));
+        fill(TIDE_FLOAT32, TIDE_SUM, buf[k], N, rank + k);
+        CHECK(tide_iallreduce(buf[k], buf[k], N, TIDE_FLOAT32, TIDE_SUM, comm, &w[k]));
+    }
+    CHECK(tide_barrier(comm)); /* a blocking call queues behind them */
+    for (int k = K - 1; k >= 0; k--) {
+        tide_status_t st;
+        while ((st = tide_test(w[k])) == TIDE_IN_PROGRESS)
+            ;
+        CHECK(st);
+        for (size_t i = 0; i < N; i++) {
+            double want = 0;
+            for (int r = 0; r < nranks; r++)
+                want += input(TIDE_FLOAT32, TIDE_SUM, r + k, i);
+            expect_eq(TIDE_FLOAT32, TIDE_SUM, buf[k][i], want, "iallreduce", i);
+        }
+        free(buf[k]);
+    }
+}
+
+static void t_invalid(tide_comm_t *comm)
+{
+    int x = 0;
+    tide_work_t *w;
+    struct {
+        tide_status_t got;
+        const char *what;
+    } cases[] = {
+        {tide_allreduce(NULL, &x, 1, TIDE_INT32, TIDE_SUM, comm), "NULL sendbuf"},
+        {tide_allreduce(&x, &x, 1, (tide_dtype_t)99, TIDE_SUM, comm), "unknown dtype"},
+        {tide_allreduce(&x, &x, 1, TIDE_INT32, (tide_redop_t)99, comm), "unknown op"},
+        {tide_allreduce(&x, &x, 1, TIDE_INT32, TIDE_SUM, NULL), "NULL comm"},
+        {tide_broadcast(&x, &x, 1, TIDE_INT32, nranks, comm), "root out of range"},
+        {tide_reduce(&x, &x, 1, TIDE_INT32, TIDE_SUM, -1, comm), "negative root"},
+        {tide_send(&x, 1, TIDE_INT32, rank, comm), "send to self"},
+        {tide_recv(&x, 1, TIDE_INT32, nranks + 3, comm), "recv from nowhere"},
+        {tide_iallreduce(&x, &x, 1, TIDE_INT32, TIDE_SUM, comm, NULL), "NULL work"},
+        {tide_allgather(&x, NULL, 1, TIDE_INT32, comm), "NULL recvbuf"},
+        {tide_wait(NULL, 0), "NULL wait"},
+        {tide_iallreduce(&x, &x, SIZE_MAX / 2, TIDE_INT32, TIDE_SUM, comm, &w), "huge count"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        checks++;
+        if (cases[i].got != TIDE_ERR_INVALID && wrong++ < 10)
+            fprintf(stderr, "rank %d: invalid case '%s' returned %s\n", rank, cases[i].what,
+                    tide_status_str(cases[i].got));
+    }
+}
+
+int main(int argc, char **argv)
+{
+    bool quick = argc > 1 && strcmp(argv[1], "quick") == 0;
+    tide_comm_t *comm;
+    CHECK(tide_comm_init(&comm, NULL));
+    CHECK(tide_comm_rank(comm, &rank));
+    CHECK(tide_comm_size(comm, &nranks));
+
+    static const size_t counts[] = {0, 1, 7, 61, 1031, 70001};
+    size_t ncounts = quick ? 4 : sizeof(counts) / sizeof(counts[0]);
+    int roots[3] = {0, nranks / 2, nranks - 1};
+    for (size_t ci = 0; ci < ncounts; ci++) {
+        size_t n = counts[ci];
+        t_allreduce(comm, n, false);
+        t_allreduce(comm, n, true);
+        for (int ri = 0; ri < 3; ri++) {
+            t_reduce(comm, n, roots[ri]);
+            t_broadcast(comm, n, roots[ri], ri == 1);
+        }
+        t_reduce_scatter(comm, n > 2000 ? n / 8 : n);
+        t_allgather(comm, n, false);
+        t_allgather(comm, n, true);
+        t_alltoall(comm, n > 2000 ? n / 8 : n, false);
+        t_alltoall(comm, n > 2000 ? n / 8 : n, true);
+        t_sendrecv(comm, n);
+        CHECK(tide_barrier(comm));
+    }
+    t_nonblocking(comm);
+    t_invalid(comm);
+    CHECK(tide_barrier(comm));
+    printf("rank %d: %ld checks, %ld wrong\n", rank, checks, wrong);
+    CHECK(tide_comm_destroy(comm));
+    return wrong ? 1 : 0;
+}
