@@ -398,7 +398,7 @@ static void t_invalid(tide_comm_t *comm)
 
 int main(int argc, char **argv)
 {
-    bool quick = argc > 1 && strcmp(argv[1], "quick") == 0;
+    bool quick = argc > 1 && strcmp(argv[1], "quick") == 0; /* else "full" */
     tide_comm_t *comm;
     CHECK(tide_comm_init(&comm, NULL));
     CHECK(tide_comm_rank(comm, &rank));

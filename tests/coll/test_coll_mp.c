@@ -1,0 +1,95 @@
+/*
+ * The collective correctness matrix (mp_coll) through tiderun: rank counts
+ * 1-8 including 3, 5 and 7; over shared memory and over TCP only; tiny
+ * chunks and pipes; every algorithm forced. Each rank checks every element
+ * against its own reference (see mp_coll.c).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include "test_util.h"
+
+static char out[1 << 17];
+
+static void matrix(const char *np, const char *mode, char *env0, char *env1, char *env2)
+{
+    char *argv[] = {TIDERUN_PATH, "-n", (char *)np, "-t", "240", MP_COLL_PATH, (char *)mode, NULL};
+    char *envp[] = {"TIDE_BOOTSTRAP_TIMEOUT=60000", env0, env1, env2, NULL};
+    double t;
+    int st = test_run(argv, envp, 280000, out, sizeof(out), &t);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    int ranks = 0;
+    for (char *p = out; (p = strstr(p, " wrong\n")); p++) {
+        const char *line = p;
+        while (line > out && line[-1] != '\n')
+            line--;
+        long c = 0, w = -1;
+        int r;
+        assert_int_equal(sscanf(line, "rank %d: %ld checks, %ld wrong", &r, &c, &w), 3);
+        assert_true(c > 0);
+        assert_int_equal(w, 0);
+        ranks++;
+    }
+    assert_int_equal(ranks, atoi(np));
+}
+
+static void test_shm_1_to_8(void **state)
+{
+    (void)state;
+    static const char *np[] = {"1", "2", "3", "4", "5", "7", "8"};
+    for (size_t i = 0; i < sizeof(np) / sizeof(np[0]); i++)
+        matrix(np[i], i < 4 ? "full" : "quick", NULL, NULL, NULL);
+}
+
+static void test_tcp(void **state)
+{
+    (void)state;
+    matrix("3", "quick", "TIDE_TRANSPORTS=tcp", NULL, NULL);
+    matrix("4", "quick", "TIDE_TRANSPORTS=tcp", "TIDE_COLL_PIPE_SIZE=4K", "TIDE_ALGO=ring");
+}
+
+static void test_tiny_chunks_and_pipes(void **state)
+{
+    (void)state;
+    matrix("5", "quick", "TIDE_CHUNK_SIZE=64", "TIDE_COLL_PIPE_SIZE=4K", NULL);
+    matrix("3", "quick", "TIDE_CHUNK_SIZE=1", "TIDE_TRANSPORTS=tcp", NULL);
+}
+
+static void test_forced_algorithms(void **state)
+{
+    (void)state;
+    matrix("6", "quick", "TIDE_ALGO=allreduce=rd", NULL, NULL);
+    matrix("7", "quick", "TIDE_ALGO=allreduce=ring", NULL, NULL);
+    matrix("6", "quick", "TIDE_ALGO=allreduce=ring", "TIDE_TRANSPORTS=tcp", NULL);
+}
+
+static void test_unknown_algorithm_refused(void **state)
+{
+    (void)state;
+    char *argv[] = {TIDERUN_PATH, "-n", "2", "-t", "60", MP_COLL_PATH, "quick", NULL};
+    char *envp[] = {"TIDE_ALGO=allreduce=nonsense", NULL};
+    double t;
+    int st = test_run(argv, envp, 90000, out, sizeof(out), &t);
+    assert_true(WIFEXITED(st));
+    assert_int_not_equal(WEXITSTATUS(st), 0);
+    assert_non_null(strstr(out, "TIDE_ALGO='allreduce=nonsense' names no allreduce algorithm"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shm_1_to_8),
+        cmocka_unit_test(test_tcp),
+        cmocka_unit_test(test_tiny_chunks_and_pipes),
+        cmocka_unit_test(test_forced_algorithms),
+        cmocka_unit_test(test_unknown_algorithm_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
