@@ -2,6 +2,16 @@
  * tide_perf: Tide's benchmarks. Run under tiderun.
  *
  *   tiderun -n 2 tide_perf p2p [options]
+ *   tiderun -n N tide_perf allreduce|allgather|broadcast|reduce_scatter|reduce|alltoall
+ *           [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-c 0|1] [-d DTYPE]
+ *           [-o OP] [-r ROOT]
+ *
+ * Collectives follow the nccl-tests conventions: size is the bytes of the
+ * largest buffer (allgather: the output; reduce_scatter: the input;
+ * alltoall: either), time the slowest rank's average, algbw = size / time,
+ * busbw = algbw x 2(n-1)/n (allreduce), (n-1)/n (allgather, reduce_scatter,
+ * alltoall) or 1 (broadcast, reduce), #wrong the wrong elements of all
+ * ranks (checked with float inputs; -c 0 skips it).
  *
  * p2p: rank 0 submits batches of N blocks of B bytes (WRITE or READ) to
  * rank 1, keeping several batches in flight, and reports GB/s, blocks/s
@@ -23,6 +33,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -360,10 +371,246 @@ static int perf_p2p(int argc, char **argv)
     return 0;
 }
 
+
+/* ------------------------------------------------------------ collectives */
+
+typedef enum { K_ALLREDUCE, K_ALLGATHER, K_BROADCAST, K_REDUCE_SCATTER, K_REDUCE, K_ALLTOALL } kind_t;
+
+static const struct {
+    const char *name;
+    double (*factor)(int n); /* busbw = algbw * factor */
+} kinds[] = {
+    [K_ALLREDUCE] = {"allreduce", NULL}, [K_ALLGATHER] = {"allgather", NULL},
+    [K_BROADCAST] = {"broadcast", NULL}, [K_REDUCE_SCATTER] = {"reduce_scatter", NULL},
+    [K_REDUCE] = {"reduce", NULL},       [K_ALLTOALL] = {"alltoall", NULL},
+};
+
+static double bus_factor(kind_t k, int n)
+{
+    switch (k) {
+    case K_ALLREDUCE:
+        return 2.0 * (n - 1) / n;
+    case K_ALLGATHER:
+    case K_REDUCE_SCATTER:
+    case K_ALLTOALL:
+        return (double)(n - 1) / n;
+    default:
+        return 1.0;
+    }
+}
+
+static const char *dtype_names[] = {"int8",  "uint8", "int32",    "uint32", "int64",
+                                    "uint64", "half", "bfloat16", "float",  "double"};
+static const char *op_names[] = {"sum", "prod", "min", "max", "avg"};
+
+static int parse_name(const char *s, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* Run the collective once on the given buffers. */
+static tide_status_t run_coll(kind_t k, const void *s, void *r, size_t count, tide_dtype_t dt,
+                              tide_redop_t op, int root, tide_comm_t *comm)
+{
+    switch (k) {
+    case K_ALLREDUCE:
+        return tide_allreduce(s, r, count, dt, op, comm);
+    case K_ALLGATHER:
+        return tide_allgather(s, r, count, dt, comm);
+    case K_BROADCAST:
+        return tide_broadcast(s, r, count, dt, root, comm);
+    case K_REDUCE_SCATTER:
+        return tide_reduce_scatter(s, r, count, dt, op, comm);
+    case K_REDUCE:
+        return tide_reduce(s, r, count, dt, op, root, comm);
+    default:
+        return tide_alltoall(s, r, count, dt, comm);
+    }
+}
+
+/* Inputs: float value (rank + 1) * (i % 7 + 1), so sums are exact. Returns
+ * the number of wrong elements of this rank's output (float only). */
+static size_t check_output(kind_t k, const float *r, size_t count, int rank, int n, int root,
+                           tide_redop_t op)
+{
+    size_t bad = 0;
+    double ranksum = n * (n + 1) / 2.0;
+    switch (k) {
+    case K_ALLREDUCE:
+    case K_REDUCE:
+        if (k == K_REDUCE && rank != root)
+            return 0;
+        for (size_t i = 0; i < count; i++) {
+            double want = op == TIDE_SUM ? ranksum * (double)(i % 7 + 1) : r[i];
+            bad += r[i] != (float)want;
+        }
+        return bad;
+    case K_REDUCE_SCATTER:
+        for (size_t i = 0; i < count; i++) {
+            size_t gi = (size_t)rank * count + i;
+            double want = op == TIDE_SUM ? ranksum * (double)(gi % 7 + 1) : r[i];
+            bad += r[i] != (float)want;
+        }
+        return bad;
+    case K_ALLGATHER:
+        for (int q = 0; q < n; q++)
+            for (size_t i = 0; i < count; i++)
+                bad += r[(size_t)q * count + i] != (float)((q + 1) * (int)(i % 7 + 1));
+        return bad;
+    case K_BROADCAST:
+        for (size_t i = 0; i < count; i++)
+            bad += r[i] != (float)((root + 1) * (int)(i % 7 + 1));
+        return bad;
+    default: /* alltoall: block q came from rank q, block `rank` of its input */
+        for (int q = 0; q < n; q++)
+            for (size_t i = 0; i < count; i++)
+                bad += r[(size_t)q * count + i] !=
+                       (float)((q + 1) * (int)(((size_t)rank * count + i) % 7 + 1));
+        return bad;
+    }
+}
+
+static int perf_coll(kind_t k, int argc, char **argv)
+{
+    size_t min = 8, max = 64u << 20, factor = 2;
+    int iters = 20, warmup = 5, check = 1, root = 0, c, rank, n;
+    tide_dtype_t dt = TIDE_FLOAT32;
+    tide_redop_t op = TIDE_SUM;
+    while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:r:")) != -1) {
+        switch (c) {
+        case 'b':
+            min = parse_size(optarg);
+            break;
+        case 'e':
+            max = parse_size(optarg);
+            break;
+        case 'f':
+            factor = (size_t)atoi(optarg);
+            break;
+        case 'n':
+            iters = atoi(optarg);
+            break;
+        case 'w':
+            warmup = atoi(optarg);
+            break;
+        case 'c':
+            check = atoi(optarg);
+            break;
+        case 'd':
+            dt = (tide_dtype_t)parse_name(optarg, dtype_names, 10);
+            break;
+        case 'o':
+            op = (tide_redop_t)parse_name(optarg, op_names, 5);
+            break;
+        case 'r':
+            root = atoi(optarg);
+            break;
+        default:
+            fprintf(stderr, "usage: tide_perf %s [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] "
+                            "[-w WARMUP] [-c 0|1] [-d DTYPE] [-o OP] [-r ROOT]\n",
+                    kinds[k].name);
+            return 2;
+        }
+    }
+    if ((int)dt < 0 || (int)op < 0 || min < 1 || max < min || factor < 2 || iters < 1) {
+        fprintf(stderr, "tide_perf: bad arguments\n");
+        return 2;
+    }
+    tide_comm_t *comm;
+    CHECK(tide_comm_init(&comm, NULL));
+    CHECK(tide_comm_rank(comm, &rank));
+    CHECK(tide_comm_size(comm, &n));
+    if (root < 0 || root >= n)
+        root = 0;
+    size_t es = tide_dtype_size(dt);
+    bool rooted = k == K_BROADCAST || k == K_REDUCE;
+    bool per_rank = k == K_ALLGATHER || k == K_REDUCE_SCATTER || k == K_ALLTOALL;
+    if (check && dt != TIDE_FLOAT32)
+        check = 0; /* the check knows float inputs only */
+    size_t cap = max + (size_t)n * 64;
+    char *sbuf = malloc(cap), *rbuf = malloc(cap);
+    if (!sbuf || !rbuf) {
+        fprintf(stderr, "tide_perf: out of memory\n");
+        return 1;
+    }
+    memset(sbuf, 0, cap);
+    memset(rbuf, 0, cap);
+    if (rank == 0) {
+        printf("# tide_perf %s: %d ranks, %s %s, %d iterations (%d warmup)\n", kinds[k].name, n,
+               dtype_names[dt], rooted || k == K_ALLGATHER || k == K_ALLTOALL ? "" : op_names[op],
+               iters, warmup);
+        printf("# %10s %12s %8s %6s %5s   %9s %7s %7s %6s   %9s %7s %7s %6s\n", "size(B)", "count",
+               "type", "redop", "root", "time(us)", "algbw", "busbw", "#wrong", "time(us)",
+               "algbw", "busbw", "#wrong");
+        printf("# %46s   %-32s   %-32s\n", "", "out-of-place (GB/s)", "in-place (GB/s)");
+    }
+    double bw_sum = 0;
+    int bw_n = 0;
+    for (size_t size = min; size <= max; size *= factor) {
+        /* count: elements of the (per-rank) buffer the API takes */
+        size_t count = size / es / (per_rank ? (size_t)n : 1);
+        size_t bytes = count * es * (per_rank ? (size_t)n : 1);
+        double t[2];
+        double wrong[2] = {0, 0};
+        for (int inplace = 0; inplace < 2; inplace++) {
+            /* the per-rank input: its own block (allgather) or its full buffer */
+            size_t in_elems = k == K_ALLGATHER ? count : per_rank ? count * (size_t)n : count;
+            char *in = sbuf, *out = rbuf;
+            if (inplace) {
+                in = k == K_ALLGATHER ? rbuf + (size_t)rank * count * es : rbuf;
+                out = rbuf;
+            }
+            for (int it = 0; it < warmup + iters + 1; it++) {
+                if (it == warmup)
+                    CHECK(tide_barrier(comm));
+                if (it == warmup && 1)
+                    t[inplace] = now_s();
+                if (it == warmup + iters) {
+                    t[inplace] = (now_s() - t[inplace]) / iters;
+                    if (!check)
+                        break;
+                    for (size_t i = 0; i < in_elems; i++)
+                        ((float *)in)[i] = (float)((rank + 1) * (int)(i % 7 + 1));
+                }
+                CHECK(run_coll(k, in, out, count, dt, op, root, comm));
+            }
+            if (check)
+                wrong[inplace] = (double)check_output(k, (float *)out, count, rank, n, root, op);
+            /* the slowest rank's time, the wrong elements of all */
+            CHECK(tide_allreduce(&t[inplace], &t[inplace], 1, TIDE_FLOAT64, TIDE_MAX, comm));
+            CHECK(tide_allreduce(&wrong[inplace], &wrong[inplace], 1, TIDE_FLOAT64, TIDE_SUM, comm));
+        }
+        double alg[2] = {bytes / t[0] / 1e9, bytes / t[1] / 1e9};
+        double f = bus_factor(k, n);
+        if (rank == 0)
+            printf("  %10zu %12zu %8s %6s %5d   %9.2f %7.3f %7.3f %6.0f   %9.2f %7.3f %7.3f %6.0f\n",
+                   bytes, count, dtype_names[dt],
+                   k == K_ALLREDUCE || k == K_REDUCE || k == K_REDUCE_SCATTER ? op_names[op] : "none",
+                   rooted ? root : -1, t[0] * 1e6, alg[0], alg[0] * f, check ? wrong[0] : -1.0,
+                   t[1] * 1e6, alg[1], alg[1] * f, check ? wrong[1] : -1.0);
+        fflush(stdout);
+        bw_sum += alg[0] * f + alg[1] * f;
+        bw_n += 2;
+    }
+    if (rank == 0)
+        printf("# Avg bus bandwidth    : %g GB/s\n", bw_sum / bw_n);
+    free(sbuf);
+    free(rbuf);
+    CHECK(tide_comm_destroy(comm));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "p2p") == 0)
         return perf_p2p(argc - 1, argv + 1);
-    fprintf(stderr, "usage: tide_perf p2p [options]   (collectives come with the collectives)\n");
+    for (int k = 0; argc >= 2 && k < (int)(sizeof(kinds) / sizeof(kinds[0])); k++)
+        if (strcmp(argv[1], kinds[k].name) == 0)
+            return perf_coll((kind_t)k, argc - 1, argv + 1);
+    fprintf(stderr, "usage: tide_perf p2p|allreduce|allgather|broadcast|reduce_scatter|reduce|"
+                    "alltoall [options]\n");
     return 2;
 }

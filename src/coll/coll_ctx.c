@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,11 @@
 #include "util_param.h"
 #include "util_time.h"
 
-#define SPIN_NS (20 * 1000) /* spin this long without progress before sleeping */
+/* Spin this long without progress before sleeping on the doorbell: short
+ * when every local rank has a core of its own, longer (yielding the core
+ * meanwhile) when ranks outnumber cores, where a sleep costs a wake-up. */
+#define SPIN_NS             (20 * 1000)
+#define SPIN_NS_OVERSUBSCRIBED (300 * 1000)
 
 /* ------------------------------------------------------------- executor */
 
@@ -112,10 +117,12 @@ tide_status_t coll_xfer(coll_ctx_t *c, coll_step_t *steps, int n, const char *wh
         }
         if (!idle_since)
             idle_since = now;
-        if (now - idle_since < SPIN_NS)
-            __builtin_ia32_pause();
-        else
+        if (now - idle_since >= c->spin_ns)
             bell_wait(c, seen, c->deadline);
+        else if (c->oversubscribed)
+            sched_yield(); /* the peer we wait for may need this core */
+        else
+            __builtin_ia32_pause();
     }
 }
 
@@ -158,6 +165,9 @@ tide_status_t coll_ctx_create(tide_comm_t *comm, coll_ctx_t **out)
         (st = tide_param_str(TIDE_PARAM_TRANSPORTS, tbuf, sizeof(tbuf))) != TIDE_SUCCESS)
         goto err;
     c->chunk = (size_t)chunk;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    c->oversubscribed = cores > 0 && comm->local_size > cores;
+    c->spin_ns = c->oversubscribed ? SPIN_NS_OVERSUBSCRIBED : SPIN_NS;
     transports |= strstr(tbuf, "shm") ? TIDE_TRANSPORT_SHM : 0;
     transports |= strstr(tbuf, "tcp") ? TIDE_TRANSPORT_TCP : 0;
     c->pipe = calloc((size_t)c->nranks, sizeof(*c->pipe));

@@ -110,6 +110,8 @@ struct coll_ctx {
     int rank, nranks;
     int timeout_ms;
     size_t chunk;                 /* TIDE_CHUNK_SIZE */
+    bool oversubscribed;          /* more local ranks than cores */
+    int64_t spin_ns;              /* spin before sleeping */
     const coll_pipe_ops_t **pipe; /* per rank; NULL for self */
     struct shm_state *shm;
     struct eng_state *eng;
