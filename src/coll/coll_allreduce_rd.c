@@ -15,7 +15,6 @@
  * The partner's buffer arrives in a scratch copy and is reduced after the
  * exchange: a rank must not reduce into the bytes it is still sending.
  */
-#include <stdlib.h>
 #include <string.h>
 #include "coll_ctx.h"
 
@@ -32,7 +31,7 @@ tide_status_t coll_allreduce_rd(coll_ctx_t *c, const coll_op_t *op)
     while (p * 2 <= n)
         p *= 2;
     int rem = n - p, vr;
-    char *tmp = malloc(bytes ? bytes : 1);
+    char *tmp = coll_scratch(c, bytes);
     if (!tmp)
         return TIDE_ERR_NOMEM;
 
@@ -59,7 +58,6 @@ tide_status_t coll_allreduce_rd(coll_ctx_t *c, const coll_op_t *op)
         else
             st = coll_sendrecv(c, -1, NULL, 0, r + 1, buf, bytes, NULL, es, "fold-out");
     }
-    free(tmp);
     if (st == TIDE_SUCCESS && op->redop == TIDE_AVG)
         coll_reduce_finish_avg(buf, op->count, op->dtype, n);
     return st;

@@ -29,7 +29,7 @@
 /* Spin this long without progress before sleeping on the doorbell: short
  * when every local rank has a core of its own, longer (yielding the core
  * meanwhile) when ranks outnumber cores, where a sleep costs a wake-up. */
-#define SPIN_NS             (20 * 1000)
+#define SPIN_NS                (20 * 1000)
 #define SPIN_NS_OVERSUBSCRIBED (300 * 1000)
 
 /* ------------------------------------------------------------- executor */
@@ -161,9 +161,13 @@ tide_status_t coll_ctx_create(tide_comm_t *comm, coll_ctx_t **out)
     c->sleeping = &c->private_bell[1];
     pthread_mutex_init(&c->qlock, NULL);
     pthread_cond_init(&c->qcond, NULL);
+    int64_t trace;
     if ((st = tide_param_int(TIDE_PARAM_CHUNK_SIZE, &chunk)) != TIDE_SUCCESS ||
-        (st = tide_param_str(TIDE_PARAM_TRANSPORTS, tbuf, sizeof(tbuf))) != TIDE_SUCCESS)
+        (st = tide_param_str(TIDE_PARAM_TRANSPORTS, tbuf, sizeof(tbuf))) != TIDE_SUCCESS ||
+        (st = tide_param_str(TIDE_PARAM_ALGO, c->algo, sizeof(c->algo))) != TIDE_SUCCESS ||
+        (st = tide_param_int(TIDE_PARAM_TRACE, &trace)) != TIDE_SUCCESS)
         goto err;
+    c->trace = trace != 0;
     c->chunk = (size_t)chunk;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     c->oversubscribed = cores > 0 && comm->local_size > cores;
@@ -231,9 +235,22 @@ void coll_ctx_destroy(coll_ctx_t *c)
     coll_engine_teardown(c);
     coll_shm_teardown(c);
     free(c->pipe);
+    free(c->scratch);
     pthread_mutex_destroy(&c->qlock);
     pthread_cond_destroy(&c->qcond);
     free(c);
+}
+
+void *coll_scratch(coll_ctx_t *c, size_t len)
+{
+    if (len > c->scratch_len) {
+        char *p = realloc(c->scratch, len);
+        if (!p)
+            return NULL;
+        c->scratch = p;
+        c->scratch_len = len;
+    }
+    return c->scratch ? c->scratch : (c->scratch = malloc(1));
 }
 
 /* -------------------------------------------------------------- running */

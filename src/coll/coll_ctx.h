@@ -109,8 +109,12 @@ struct coll_ctx {
     tide_comm_t *comm;
     int rank, nranks;
     int timeout_ms;
-    size_t chunk;                 /* TIDE_CHUNK_SIZE */
-    bool oversubscribed;          /* more local ranks than cores */
+    size_t chunk;        /* TIDE_CHUNK_SIZE */
+    bool oversubscribed; /* more local ranks than cores */
+    char algo[256];      /* TIDE_ALGO, read at creation */
+    bool trace;          /* TIDE_TRACE */
+    char *scratch;       /* per-operation scratch, reused */
+    size_t scratch_len;
     int64_t spin_ns;              /* spin before sleeping */
     const coll_pipe_ops_t **pipe; /* per rank; NULL for self */
     struct shm_state *shm;
@@ -139,6 +143,10 @@ struct coll_ctx {
 tide_status_t coll_ctx_create(tide_comm_t *comm, coll_ctx_t **out);
 void coll_ctx_destroy(coll_ctx_t *c);
 tide_status_t coll_ctx_get(tide_comm_t *comm, coll_ctx_t **out);
+
+/* A scratch buffer of at least len bytes, valid until the next call (the
+ * context runs one operation at a time). NULL when out of memory. */
+void *coll_scratch(coll_ctx_t *c, size_t len);
 
 /* Wake the rank owning doorbell `bell` (any process on the host). */
 void coll_bell_ring(uint32_t *bell, uint32_t *sleeping);

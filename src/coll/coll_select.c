@@ -8,7 +8,6 @@
 #include <string.h>
 #include "coll_ctx.h"
 #include "util_log.h"
-#include "util_param.h"
 
 static const coll_algo_t algos[] = {
     {"ring", COLL_ALLREDUCE, coll_allreduce_ring},
@@ -70,13 +69,9 @@ static const coll_algo_t * override(coll_kind_t kind, const char *spec, bool *ba
 
 tide_status_t coll_select(coll_ctx_t *c, const coll_op_t *op, const coll_algo_t **out)
 {
-    char spec[256];
-    int64_t trace = 0;
+    const char *spec = c->algo;
     const coll_algo_t *a = NULL;
     bool bad;
-    tide_status_t st = tide_param_str(TIDE_PARAM_ALGO, spec, sizeof(spec));
-    if (st != TIDE_SUCCESS || (st = tide_param_int(TIDE_PARAM_TRACE, &trace)) != TIDE_SUCCESS)
-        return st;
     if (spec[0]) {
         a = override(op->kind, spec, &bad);
         if (bad) {
@@ -93,7 +88,7 @@ tide_status_t coll_select(coll_ctx_t *c, const coll_op_t *op, const coll_algo_t 
             if (algos[i].kind == op->kind)
                 a = &algos[i];
     }
-    if (trace) {
+    if (c->trace) {
         int shm = 0, eng = 0;
         for (int r = 0; r < c->nranks; r++) {
             shm += c->pipe[r] == &coll_shm_pipe;

@@ -1,0 +1,55 @@
+#!/bin/sh
+# Tide next to Open MPI in one run: the same collective, sizes and rank
+# count; shared memory (default) or TCP only (--tcp). Prints each side's
+# out-of-place busbw and 8-byte latency, and Tide's ratio per size.
+#
+#   perf/compare.sh [--tcp] [-np N] [-c allreduce|allgather|broadcast] [-e MAX] [-r REPEATS]
+#
+# Needs build/tiderun, build/tide_perf and build/mpi_coll_bench (built when
+# mpicc is present) and mpirun.openmpi.
+set -eu
+cd "$(dirname "$0")/.."
+np=2 coll=allreduce max=64M tcp=0 reps=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --tcp) tcp=1 ;;
+    -np) np=$2; shift ;;
+    -c) coll=$2; shift ;;
+    -e) max=$2; shift ;;
+    -r) reps=$2; shift ;;
+    *) echo "usage: $0 [--tcp] [-np N] [-c COLL] [-e MAX] [-r REPEATS]" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ $tcp = 1 ]; then
+  tide_env="TIDE_TRANSPORTS=tcp"
+  mca="--mca btl tcp,self --mca btl_tcp_if_include lo"
+  label="TCP only"
+else
+  tide_env="TIDE_TRANSPORTS=shm,tcp"
+  mca="--mca btl vader,self"
+  label="shared memory"
+fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for i in $(seq "$reps"); do
+  env $tide_env timeout -k 10 300 build/tiderun -n "$np" build/tide_perf "$coll" -e "$max" -c 0 \
+      > "$out/tide.$i"
+  timeout -k 10 300 mpirun.openmpi --allow-run-as-root --oversubscribe -np "$np" $mca \
+      build/mpi_coll_bench "$coll" -e "$max" > "$out/mpi.$i"
+done
+echo "# $coll, $np ranks, $label: busbw GB/s (out-of-place), median of $reps run(s); time in us at 8 B"
+printf "# %10s %10s %10s %7s\n" "size(B)" "tide" "openmpi" "ratio"
+# median per size of busbw (column 8) over the repeats; time (column 6) for the latency row
+for f in tide mpi; do
+  cat "$out/$f".* | awk '/^ /{print $1, $6, $8}' | sort -n -k1,1 -k3,3 |
+    awk '{v[$1]=v[$1] " " $3; t[$1]=t[$1] " " $2} END {for (s in v) print s, v[s] "|" t[s]}' |
+    awk -F'|' '{n=split($1,a," "); m=split($2,b," "); \
+      asort_n=0; for(i=2;i<=n;i++) x[i-1]=a[i]; k=n-1; \
+      for(i=1;i<=k;i++) for(j=i+1;j<=k;j++) if (x[j]<x[i]) {y=x[i];x[i]=x[j];x[j]=y}; \
+      for(i=1;i<=m;i++) z[i]=b[i]; for(i=1;i<=m;i++) for(j=i+1;j<=m;j++) if (z[j]<z[i]) {y=z[i];z[i]=z[j];z[j]=y}; \
+      print a[1], x[int((k+1)/2)], z[int((m+1)/2)]}' | sort -n > "$out/$f.med"
+done
+join "$out/tide.med" "$out/mpi.med" | awk '{r = $4 > 0 ? $2 / $4 : 0; \
+  if ($1 == 8) printf "  %10s %10s %10s %7s   latency: tide %s us, openmpi %s us\n", $1, $2, $4, sprintf("%.2f", r), $3, $5; \
+  else printf "  %10s %10s %10s %7.2f\n", $1, $2, $4, r}'

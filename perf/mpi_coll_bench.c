@@ -1,0 +1,80 @@
+/*
+ * The peer users would otherwise pick, measured the way tide_perf measures
+ * Tide: MPI_Allreduce / MPI_Allgather / MPI_Bcast (float, sum), same sizes,
+ * same columns (out-of-place only), the slowest rank's average time.
+ *
+ *   mpirun -np N mpi_coll_bench allreduce|allgather|broadcast [-b MIN] [-e MAX] [-f F] [-n I] [-w
+ * W]
+ */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static size_t parse_size(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (*end == 'K' || *end == 'k')
+        v *= 1024;
+    else if (*end == 'M' || *end == 'm')
+        v *= 1024 * 1024;
+    return (size_t)v;
+}
+
+int main(int argc, char **argv)
+{
+    int rank, n, c, iters = 20, warmup = 5;
+    size_t min = 8, max = 64u << 20, factor = 2;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    const char *kind = argc > 1 ? argv[1] : "allreduce";
+    optind = 2;
+    while ((c = getopt(argc, argv, "b:e:f:n:w:")) != -1) {
+        if (c == 'b')
+            min = parse_size(optarg);
+        else if (c == 'e')
+            max = parse_size(optarg);
+        else if (c == 'f')
+            factor = (size_t)atoi(optarg);
+        else if (c == 'n')
+            iters = atoi(optarg);
+        else if (c == 'w')
+            warmup = atoi(optarg);
+    }
+    int ag = strcmp(kind, "allgather") == 0, bc = strcmp(kind, "broadcast") == 0;
+    double f = ag ? (double)(n - 1) / n : bc ? 1.0 : 2.0 * (n - 1) / n;
+    float *s = calloc(max / 4 + 16, 4), *r = calloc(max / 4 + 16, 4);
+    if (rank == 0)
+        printf("# mpi_coll_bench %s: %d ranks, float, %d iterations (%d warmup)\n", kind, n, iters,
+               warmup);
+    for (size_t size = min; size <= max; size *= factor) {
+        size_t count = size / 4 / (ag ? (size_t)n : 1);
+        size_t bytes = count * 4 * (ag ? (size_t)n : 1);
+        double t0 = 0;
+        for (int it = 0; it < warmup + iters; it++) {
+            if (it == warmup) {
+                MPI_Barrier(MPI_COMM_WORLD);
+                t0 = MPI_Wtime();
+            }
+            if (ag)
+                MPI_Allgather(s, (int)count, MPI_FLOAT, r, (int)count, MPI_FLOAT, MPI_COMM_WORLD);
+            else if (bc)
+                MPI_Bcast(r, (int)count, MPI_FLOAT, 0, MPI_COMM_WORLD);
+            else
+                MPI_Allreduce(s, r, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        }
+        double t = (MPI_Wtime() - t0) / iters, tmax;
+        MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        double alg = bytes / tmax / 1e9;
+        if (rank == 0)
+            printf("  %10zu %12zu %8s %6s %5d   %9.2f %7.3f %7.3f %6d\n", bytes, count, "float",
+                   bc || ag ? "none" : "sum", bc ? 0 : -1, tmax * 1e6, alg, alg * f, 0);
+    }
+    free(s);
+    free(r);
+    MPI_Finalize();
+    return 0;
+}
