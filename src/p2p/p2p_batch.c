@@ -97,9 +97,12 @@ void p2p_slice_done(tide_engine_t *e, p2p_slice_t *s, tide_status_t status)
 {
     if (s->lseg)
         p2p_lseg_put(s->lseg);
-    if (!s->batch) { /* a notification */
-        if (status != TIDE_SUCCESS)
-            tide_error("signal %" PRIu64 " (channel %u) to rank %d lost: %s", s->tag, s->chan,
+    if (!s->batch) {                                /* a signal */
+        if (status != TIDE_SUCCESS && s->chan == 0) /* a user's notification */
+            tide_error("notification %" PRIu64 " to rank %d lost: %s", s->tag, s->peer,
+                       tide_status_str(status));
+        else if (status != TIDE_SUCCESS)
+            tide_debug("signal %" PRIu64 " (channel %u) to rank %d lost: %s", s->tag, s->chan,
                        s->peer, tide_status_str(status));
         free(s);
         return;

@@ -92,26 +92,31 @@ static double input(tide_dtype_t d, tide_redop_t op, int r, size_t i)
     return (double)v;
 }
 
+/* Store v in element i. Integers go through 64 bits first: converting a
+ * double that is out of a narrow type's range straight to it is undefined
+ * (wrapped products, e.g. 216 for int8), 64-bit to narrow is not. */
 static void store(tide_dtype_t d, void *p, size_t i, double v)
 {
+    int64_t s64 = (v >= -9.2e18 && v <= 9.2e18) ? (int64_t)v : 0;
+    uint64_t u64 = v >= 0 && v < 1.8e19 ? (uint64_t)v : (uint64_t)s64;
     switch (d) {
     case TIDE_INT8:
-        ((int8_t *)p)[i] = (int8_t)v;
+        ((int8_t *)p)[i] = (int8_t)(uint8_t)u64;
         break;
     case TIDE_UINT8:
-        ((uint8_t *)p)[i] = (uint8_t)v;
+        ((uint8_t *)p)[i] = (uint8_t)u64;
         break;
     case TIDE_INT32:
-        ((int32_t *)p)[i] = (int32_t)v;
+        ((int32_t *)p)[i] = (int32_t)(uint32_t)u64;
         break;
     case TIDE_UINT32:
-        ((uint32_t *)p)[i] = (uint32_t)v;
+        ((uint32_t *)p)[i] = (uint32_t)u64;
         break;
     case TIDE_INT64:
-        ((int64_t *)p)[i] = (int64_t)v;
+        ((int64_t *)p)[i] = (int64_t)u64;
         break;
     case TIDE_UINT64:
-        ((uint64_t *)p)[i] = (uint64_t)v;
+        ((uint64_t *)p)[i] = u64;
         break;
     case TIDE_FLOAT16:
         ((uint16_t *)p)[i] = f2h((float)v);

@@ -290,8 +290,9 @@ static bool stream_connect(tcp_ctx_t *c, p2p_peer_t *peer, tcp_stream_t *st, int
     memcpy(h.token, peer->info.token, sizeof(h.token));
     tcp_hello_encode(hello, &h);
     if (tide_sock_connect(&a, tide_deadline_ms(timeout_ms), &fd) != TIDE_SUCCESS) {
+        /* What this costs (slices failing) is reported where they fail. */
         snprintf(why, sizeof(why), "connect failed: %s", strerror(errno));
-        p2p_path_set_state(&st->path, P2P_PATH_FAILED, why, true);
+        p2p_path_set_state(&st->path, P2P_PATH_FAILED, why, false);
         return false;
     }
     sock_tune(fd, c->e->sockbuf);
@@ -365,7 +366,13 @@ static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
             if (p2p_path_usable(&tp->streams[i]->path))
                 use[k++] = tp->streams[i];
     if (k == 0) {
-        tide_error("tcp: no stream to rank %d is left (%zu slices fail)", peer->rank, n);
+        bool data = false;
+        for (size_t i = 0; i < n && !data; i++)
+            data = s[i]->batch != NULL;
+        if (data)
+            tide_error("tcp: no stream to rank %d is left (%zu slices fail)", peer->rank, n);
+        else /* signals only: to a peer that has left, harmless */
+            tide_info("tcp: no stream to rank %d is left; %zu signals dropped", peer->rank, n);
         fail_slices(c->e, s, n, TIDE_ERR_PEER);
         return;
     }
