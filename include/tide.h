@@ -171,6 +171,17 @@ TIDE_API tide_status_t tide_comm_local(const tide_comm_t *comm, int *local_rank,
 TIDE_API tide_status_t tide_comm_epoch(const tide_comm_t *comm, uint64_t *epoch);
 TIDE_API tide_status_t tide_comm_member_id(const tide_comm_t *comm, int rank, uint32_t *id);
 
+/* New communicators from an existing one (collective over it). Split:
+ * ranks with the same color form one, ordered by key (then old rank);
+ * TIDE_COLOR_NONE gives *newcomm = NULL. Dup: the same ranks, a separate
+ * communicator (its own collective order). Members keep their stable ids;
+ * the new communicators are the caller's and may be used concurrently
+ * with the parent, from other threads. */
+#define TIDE_COLOR_NONE (-1)
+TIDE_API tide_status_t tide_comm_split(tide_comm_t *comm, int color, int key,
+                                       tide_comm_t **newcomm);
+TIDE_API tide_status_t tide_comm_dup(tide_comm_t *comm, tide_comm_t **newcomm);
+
 /* Free the communicator. Local, except on the rank that hosts the store
  * (rank 0 under torchrun variables; the process that made the unique id,
  * with its last communicator): it keeps the store up until the other

@@ -1,14 +1,19 @@
 /*
- * TCP store client backend: one connection, one request at a time (a mutex
- * serialises callers). The server answers wait timeouts itself; our own
- * deadline is the wait plus the I/O timeout, after which the connection is
- * considered broken and the next call reconnects and authenticates again.
- * Replies are checked like requests are on the server: op, status, length
- * and fields, before anything is used.
+ * TCP store client backend. Requests run on a small pool of connections,
+ * opened on demand: one request at a time per connection, so a caller
+ * blocked in a wait occupies one connection and never holds up another
+ * thread's requests (communicators of one process share the client). A
+ * single-threaded process uses one connection. The server answers wait
+ * timeouts itself; our own deadline is the wait plus the I/O timeout, after
+ * which that connection is considered broken and closed (the next request
+ * reconnects and authenticates again). Replies are checked like requests
+ * are on the server: op, status, length and fields, before anything is
+ * used.
  */
 #define TIDE_LOG_THIS TIDE_SUBSYS_BOOT
 #include "boot_store.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,10 +23,14 @@
 #include "util_sock.h"
 #include "util_time.h"
 
+#define POOL_MAX 16
+
 typedef struct tcp_client {
     boot_backend_t be;
     pthread_mutex_t lock;
-    int fd; /* -1: not connected */
+    pthread_cond_t idle; /* a connection was returned */
+    int fds[POOL_MAX];   /* -1: not connected */
+    bool busy[POOL_MAX];
     tide_sockaddr_t addr;
     char addr_s[TIDE_ADDR_STR_MAX];
     char secret[TIDE_SECRET_MAX + 1];
@@ -56,24 +65,17 @@ static tide_status_t reply_status(const tcp_client_t *cl, uint8_t op, uint8_t st
     }
 }
 
-static void client_drop(tcp_client_t *cl)
-{
-    if (cl->fd >= 0) {
-        close(cl->fd);
-        cl->fd = -1;
-    }
-}
-
-/* Send wr and receive the reply: header in *h, body (malloc'd) in *body. */
-static tide_status_t client_exchange(tcp_client_t *cl, boot_wr_t *wr, int64_t deadline,
+/* Send wr on fd and receive the reply: header in *h, body (malloc'd) in
+ * *body. */
+static tide_status_t client_exchange(tcp_client_t *cl, int fd, boot_wr_t *wr, int64_t deadline,
                                      boot_hdr_t *h, uint8_t **body)
 {
     uint8_t hdr[BOOT_HDR_LEN];
     tide_status_t st = boot_wr_finish(wr);
     if (st != TIDE_SUCCESS)
         return st;
-    if ((st = tide_sock_send_all(cl->fd, wr->buf, wr->len, deadline, "store request")) != 0 ||
-        (st = tide_sock_recv_all(cl->fd, hdr, sizeof(hdr), deadline, "store reply")) != 0)
+    if ((st = tide_sock_send_all(fd, wr->buf, wr->len, deadline, "store request")) != 0 ||
+        (st = tide_sock_recv_all(fd, hdr, sizeof(hdr), deadline, "store reply")) != 0)
         return st;
     if (boot_hdr_decode(hdr, cl->max_body, h) != TIDE_SUCCESS || h->op != wr->buf[4]) {
         tide_error("store %s sent a malformed reply header", cl->addr_s);
@@ -82,7 +84,7 @@ static tide_status_t client_exchange(tcp_client_t *cl, boot_wr_t *wr, int64_t de
     *body = malloc(h->len ? h->len : 1);
     if (!*body)
         return TIDE_ERR_NOMEM;
-    st = tide_sock_recv_all(cl->fd, *body, h->len, deadline, "store reply");
+    st = tide_sock_recv_all(fd, *body, h->len, deadline, "store reply");
     if (st != TIDE_SUCCESS) {
         free(*body);
         *body = NULL;
@@ -90,18 +92,20 @@ static tide_status_t client_exchange(tcp_client_t *cl, boot_wr_t *wr, int64_t de
     return st;
 }
 
-static tide_status_t client_connect(tcp_client_t *cl, int64_t deadline)
+/* Open and authenticate a connection; *fd on success. */
+static tide_status_t client_connect(tcp_client_t *cl, int64_t deadline, int *fd_out)
 {
     boot_wr_t wr;
     boot_hdr_t h;
     uint8_t *body = NULL;
-    tide_status_t st = tide_sock_connect(&cl->addr, deadline, &cl->fd);
+    int fd;
+    tide_status_t st = tide_sock_connect(&cl->addr, deadline, &fd);
     if (st != TIDE_SUCCESS)
         return st;
     boot_wr_init(&wr, BOOT_OP_HELLO, 0);
     boot_wr_u32(&wr, BOOT_PROTO_VERSION);
     boot_wr_bytes(&wr, cl->secret, strlen(cl->secret));
-    st = client_exchange(cl, &wr, deadline, &h, &body);
+    st = client_exchange(cl, fd, &wr, deadline, &h, &body);
     boot_wr_free(&wr);
     free(body);
     if (st == TIDE_SUCCESS)
@@ -109,15 +113,72 @@ static tide_status_t client_connect(tcp_client_t *cl, int64_t deadline)
     if (st != TIDE_SUCCESS) {
         if (st != TIDE_ERR_AUTH)
             tide_error("store %s: handshake failed: %s", cl->addr_s, tide_status_str(st));
-        client_drop(cl);
+        close(fd);
+        return st;
     }
-    return st;
+    *fd_out = fd;
+    return TIDE_SUCCESS;
+}
+
+/* Take a connection for one request: an idle one, else a new one (up to
+ * POOL_MAX), else wait for one to come back. Returns the slot, or -1. */
+static int conn_acquire(tcp_client_t *cl, int64_t deadline, tide_status_t *st)
+{
+    struct timespec ts;
+    tide_deadline_timespec(deadline, &ts);
+    pthread_mutex_lock(&cl->lock);
+    for (;;) {
+        int fresh = -1;
+        for (int i = 0; i < POOL_MAX; i++) {
+            if (cl->busy[i])
+                continue;
+            if (cl->fds[i] >= 0) {
+                cl->busy[i] = true;
+                pthread_mutex_unlock(&cl->lock);
+                return i;
+            }
+            if (fresh < 0)
+                fresh = i;
+        }
+        if (fresh >= 0) {
+            cl->busy[fresh] = true;
+            pthread_mutex_unlock(&cl->lock);
+            int fd;
+            *st = client_connect(cl, deadline, &fd);
+            pthread_mutex_lock(&cl->lock);
+            if (*st == TIDE_SUCCESS)
+                cl->fds[fresh] = fd;
+            else
+                cl->busy[fresh] = false;
+            pthread_cond_broadcast(&cl->idle);
+            pthread_mutex_unlock(&cl->lock);
+            return *st == TIDE_SUCCESS ? fresh : -1;
+        }
+        if (pthread_cond_timedwait(&cl->idle, &cl->lock, &ts) == ETIMEDOUT) {
+            pthread_mutex_unlock(&cl->lock);
+            tide_error("store %s: all %d connections stayed busy", cl->addr_s, POOL_MAX);
+            *st = TIDE_ERR_TIMEOUT;
+            return -1;
+        }
+    }
+}
+
+static void conn_release(tcp_client_t *cl, int slot, bool broken)
+{
+    pthread_mutex_lock(&cl->lock);
+    if (broken) {
+        close(cl->fds[slot]);
+        cl->fds[slot] = -1;
+    }
+    cl->busy[slot] = false;
+    pthread_cond_broadcast(&cl->idle);
+    pthread_mutex_unlock(&cl->lock);
 }
 
 /*
- * One request/reply round trip: connects first if needed; on success the
+ * One request/reply round trip on a pooled connection; on success the
  * reply's status is translated and its body handed to *body (for the
- * caller to parse and free). Any I/O failure drops the connection.
+ * caller to parse and free). Any I/O failure drops that connection.
  */
 static tide_status_t client_rpc(tcp_client_t *cl, boot_wr_t *wr, int wait_ms, const char *key,
                                 uint8_t **body, size_t *body_len)
@@ -127,18 +188,14 @@ static tide_status_t client_rpc(tcp_client_t *cl, boot_wr_t *wr, int wait_ms, co
     tide_status_t st = TIDE_SUCCESS;
 
     *body = NULL;
-    pthread_mutex_lock(&cl->lock);
-    if (cl->fd < 0)
-        st = client_connect(cl, tide_deadline_ms(cl->io_timeout_ms));
-    if (st == TIDE_SUCCESS) {
-        st = client_exchange(cl, wr, deadline, &h, body);
-        if (st != TIDE_SUCCESS) {
+    int slot = conn_acquire(cl, tide_deadline_ms(cl->io_timeout_ms), &st);
+    if (slot >= 0) {
+        st = client_exchange(cl, cl->fds[slot], wr, deadline, &h, body);
+        if (st != TIDE_SUCCESS)
             tide_error("store %s: request on '%s' failed: %s", cl->addr_s, key,
                        tide_status_str(st));
-            client_drop(cl);
-        }
+        conn_release(cl, slot, st != TIDE_SUCCESS);
     }
-    pthread_mutex_unlock(&cl->lock);
     boot_wr_free(wr);
     if (st != TIDE_SUCCESS)
         return st;
@@ -155,10 +212,9 @@ static tide_status_t client_rpc(tcp_client_t *cl, boot_wr_t *wr, int wait_ms, co
 static tide_status_t reply_check(tcp_client_t *cl, const boot_rd_t *rd, const char *key)
 {
     if (rd->bad || rd->left != 0) {
+        /* The connection went back to the pool with the reply read in
+         * full, so the stream is still in step; the reply is refused. */
         tide_error("store %s: malformed reply for '%s'", cl->addr_s, key);
-        pthread_mutex_lock(&cl->lock);
-        client_drop(cl);
-        pthread_mutex_unlock(&cl->lock);
         return TIDE_ERR_IO;
     }
     return TIDE_SUCCESS;
@@ -281,8 +337,11 @@ static tide_status_t tcp_del(boot_backend_t *be, const char *key, bool *existed)
 static void tcp_destroy(boot_backend_t *be)
 {
     tcp_client_t *cl = to_client(be);
-    client_drop(cl);
+    for (int i = 0; i < POOL_MAX; i++)
+        if (cl->fds[i] >= 0)
+            close(cl->fds[i]);
     pthread_mutex_destroy(&cl->lock);
+    pthread_cond_destroy(&cl->idle);
     free(cl);
 }
 
@@ -320,15 +379,18 @@ tide_status_t boot_tcp_client_create(const char *addr, const char *secret, int t
         tide_error("store client: out of memory");
         return TIDE_ERR_NOMEM;
     }
-    cl->fd = -1;
+    for (int i = 0; i < POOL_MAX; i++)
+        cl->fds[i] = -1;
     cl->io_timeout_ms = io_timeout;
     cl->max_body = boot_body_max((size_t)max_value);
     snprintf(cl->secret, sizeof(cl->secret), "%s", secret);
     pthread_mutex_init(&cl->lock, NULL);
+    pthread_cond_init(&cl->idle, NULL);
     if ((st = tide_sock_resolve(host, port, &cl->addr)) != TIDE_SUCCESS)
         goto err_free;
     tide_sock_str(&cl->addr, cl->addr_s, sizeof(cl->addr_s));
-    if ((st = client_connect(cl, tide_deadline_ms(timeout_ms))) != TIDE_SUCCESS)
+    /* The first connection now: a wrong address or secret fails here. */
+    if ((st = client_connect(cl, tide_deadline_ms(timeout_ms), &cl->fds[0])) != TIDE_SUCCESS)
         goto err_free;
     boot_backend_init(&cl->be, &tcp_client_ops);
     *out = &cl->be;
@@ -336,6 +398,7 @@ tide_status_t boot_tcp_client_create(const char *addr, const char *secret, int t
 
 err_free:
     pthread_mutex_destroy(&cl->lock);
+    pthread_cond_destroy(&cl->idle);
     free(cl);
     return st;
 }

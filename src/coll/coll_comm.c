@@ -212,7 +212,10 @@ static void comm_free(tide_comm_t *comm, bool drain)
     boot_store_free(comm->sys);
     if (comm->uid_attached)
         boot_uid_release(comm->uid_nonce, drain_ms);
-    boot_server_drain(comm->server, drain_ms);
+    if (comm->host && __atomic_sub_fetch(&comm->host->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        boot_server_drain(comm->host->server, drain_ms);
+        free(comm->host);
+    }
     free(comm->peers);
     free(comm->member_ids);
     free(comm);
@@ -274,9 +277,17 @@ static tide_status_t job_backend(tide_comm_t *comm, const boot_job_t *job, boot_
     if (job->host_store) {
         char host[TIDE_HOST_MAX];
         uint16_t port;
+        boot_server_t *server;
         if ((st = tide_sock_split(job->store, host, sizeof(host), &port)) != TIDE_SUCCESS ||
-            (st = boot_server_start(host, port, job->secret, &comm->server)) != TIDE_SUCCESS)
+            (st = boot_server_start(host, port, job->secret, &server)) != TIDE_SUCCESS)
             return st;
+        comm->host = calloc(1, sizeof(*comm->host));
+        if (!comm->host) {
+            boot_server_stop(server);
+            return TIDE_ERR_NOMEM;
+        }
+        comm->host->refs = 1;
+        comm->host->server = server;
     }
     return boot_tcp_client_create(job->store, job->secret, job->timeout_ms, be);
 }
@@ -374,6 +385,127 @@ err_free:
                tide_status_str(st));
     comm_free(comm, false);
     return st;
+}
+
+/* ------------------------------------------------------------ split, dup */
+
+typedef struct split_wire {
+    int32_t color, key;
+} split_wire_t;
+
+typedef struct split_member {
+    int key, rank;
+} split_member_t;
+
+static int member_cmp(const void *a, const void *b)
+{
+    const split_member_t *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+/* The child communicator of `members` (ranks of parent, in new order). */
+static tide_status_t comm_child(tide_comm_t *parent, const split_member_t *members, int n,
+                                uint32_t k, int color, tide_comm_t **out)
+{
+    char prefix[64];
+    tide_comm_t *c;
+    int me = -1;
+    for (int i = 0; i < n; i++)
+        if (members[i].rank == parent->rank)
+            me = i;
+    tide_status_t st = comm_alloc(me, n, parent->timeout_ms, &c);
+    if (st != TIDE_SUCCESS)
+        return st;
+    for (int i = 0; i < n; i++) {
+        c->peers[i] = parent->peers[members[i].rank];
+        c->member_ids[i] = parent->member_ids[members[i].rank]; /* stable across splits */
+    }
+    c->epoch = parent->epoch;
+    compute_local(c);
+    /* Under the parent's own namespace: no clash with its user keys. */
+    snprintf(prefix, sizeof(prefix), "c%u.%d/sys/", k, color);
+    if ((st = boot_store_sub(parent->sys, prefix, &c->sys)) != TIDE_SUCCESS)
+        goto err;
+    snprintf(prefix, sizeof(prefix), "c%u.%d/user/", k, color);
+    if ((st = boot_store_sub(parent->sys, prefix, &c->user)) != TIDE_SUCCESS)
+        goto err;
+    c->user->borrowed = true;
+    if (parent->host) {
+        c->host = parent->host;
+        __atomic_add_fetch(&c->host->refs, 1, __ATOMIC_ACQ_REL);
+    }
+    if (parent->uid_attached) {
+        boot_uid_acquire(parent->uid_nonce);
+        c->uid_attached = true;
+        c->uid_nonce = parent->uid_nonce;
+    }
+    *out = c;
+    return TIDE_SUCCESS;
+err:
+    comm_free(c, false);
+    return st;
+}
+
+tide_status_t tide_comm_split(tide_comm_t *comm, int color, int key, tide_comm_t **newcomm)
+{
+    char name[48];
+    if (!comm || !newcomm) {
+        tide_error("tide_comm_split: comm and newcomm must not be NULL");
+        return TIDE_ERR_INVALID;
+    }
+    if (color < TIDE_COLOR_NONE) {
+        tide_error("tide_comm_split: color %d is negative (TIDE_COLOR_NONE is -1)", color);
+        return TIDE_ERR_INVALID;
+    }
+    uint32_t k = comm->nsplits++;
+    split_wire_t mine = {color, key};
+    snprintf(name, sizeof(name), "split/%u/%d", k, comm->rank);
+    tide_status_t st = tide_store_set(comm->sys, name, &mine, sizeof(mine));
+    split_member_t *members = calloc((size_t)comm->nranks, sizeof(*members));
+    int n = 0;
+    if (!members)
+        st = TIDE_ERR_NOMEM;
+    for (int r = 0; r < comm->nranks && st == TIDE_SUCCESS; r++) {
+        void *val;
+        size_t len;
+        snprintf(name, sizeof(name), "split/%u/%d", k, r);
+        st = tide_store_get(comm->sys, name, comm->timeout_ms, &val, &len);
+        if (st != TIDE_SUCCESS) {
+            tide_error("tide_comm_split: rank %d did not take part within %d ms", r,
+                       comm->timeout_ms);
+            break;
+        }
+        split_wire_t w = {0, 0};
+        if (len == sizeof(w))
+            memcpy(&w, val, sizeof(w));
+        else
+            st = TIDE_ERR_INVALID;
+        free(val);
+        if (st == TIDE_SUCCESS && color != TIDE_COLOR_NONE && w.color == color)
+            members[n++] = (split_member_t){w.key, r};
+    }
+    if (st == TIDE_SUCCESS && color == TIDE_COLOR_NONE) {
+        *newcomm = NULL;
+    } else if (st == TIDE_SUCCESS) {
+        qsort(members, (size_t)n, sizeof(*members), member_cmp);
+        st = comm_child(comm, members, n, k, color, newcomm);
+    }
+    free(members);
+    if (st == TIDE_SUCCESS && *newcomm)
+        tide_info("split %u: rank %d of %d, color %d -> rank %d of %d", k, comm->rank, comm->nranks,
+                  color, (*newcomm)->rank, (*newcomm)->nranks);
+    return st;
+}
+
+tide_status_t tide_comm_dup(tide_comm_t *comm, tide_comm_t **newcomm)
+{
+    if (!comm || !newcomm) {
+        tide_error("tide_comm_dup: comm and newcomm must not be NULL");
+        return TIDE_ERR_INVALID;
+    }
+    return tide_comm_split(comm, 0, comm->rank, newcomm);
 }
 
 #define COMM_CHECK(comm, out, call)                                                                \

@@ -26,15 +26,23 @@ struct tide_comm {
     int rank, nranks;
     int local_rank, local_size;
     uint64_t epoch;
-    uint32_t *member_ids;       /* rank -> stable id */
-    coll_peer_t *peers;         /* rank -> where it runs */
-    tide_store_t *sys;          /* Tide's own keys of this communicator */
-    tide_store_t *user;         /* tide_comm_store(): the user's namespace */
-    struct boot_server *server; /* store hosted by this rank, if any */
+    uint32_t *member_ids;   /* rank -> stable id */
+    coll_peer_t *peers;     /* rank -> where it runs */
+    tide_store_t *sys;      /* Tide's own keys of this communicator */
+    tide_store_t *user;     /* tide_comm_store(): the user's namespace */
+    struct comm_host *host; /* store hosted by this rank (shared with split/dup children) */
     bool uid_attached;
     uint64_t uid_nonce;
     int timeout_ms;
     struct coll_ctx *coll; /* collectives, created by the first one */
+    uint32_t nsplits;      /* split/dup calls so far: names the children's namespaces */
 };
+
+/* A store server hosted by this process for a communicator and the
+ * communicators split from it: the last one to go drains and stops it. */
+typedef struct comm_host {
+    int refs;
+    struct boot_server *server;
+} comm_host_t;
 
 #endif

@@ -461,6 +461,38 @@ static void test_stop_when_idle(void **state)
     (void)fx;
 }
 
+/* One store handle shared by threads (as communicators of a process share
+ * it): a thread blocked in a get must not hold up another thread's set. */
+static void test_shared_handle_no_head_of_line(void **state)
+{
+    fixture_t *fx = *state;
+    waiter_t w = {.s = fx->good};
+    pthread_t t;
+    int before = boot_server_nconns(fx->server);
+    pthread_create(&t, NULL, wait_for_go, &w); /* blocks in get("go") on fx->good */
+    usleep(50000);
+    double t0 = test_now();
+    assert_int_equal(tide_store_set(fx->good, "unrelated", "x", 1), TIDE_SUCCESS);
+    assert_true(test_now() - t0 < 1.0); /* not queued behind the waiting get */
+    assert_int_equal(boot_server_nconns(fx->server), before + 1); /* one more, on demand */
+    assert_int_equal(tide_store_set(fx->good, "go", "now", 3), TIDE_SUCCESS);
+    pthread_join(t, NULL);
+    assert_int_equal(w.st, TIDE_SUCCESS);
+    assert_string_equal(w.value, "now");
+}
+
+static void test_one_connection_when_single_threaded(void **state)
+{
+    fixture_t *fx = *state;
+    int before = boot_server_nconns(fx->server);
+    tide_store_t *s;
+    assert_int_equal(tide_store_connect(fx->addr, SECRET, 2000, &s), TIDE_SUCCESS);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(tide_store_add(s, "n", 1, NULL), TIDE_SUCCESS);
+    assert_int_equal(boot_server_nconns(fx->server), before + 1);
+    tide_store_destroy(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +510,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_conns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_256_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_when_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_handle_no_head_of_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_connection_when_single_threaded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
  * Prints "rank r: N checks, M wrong" and exits non-zero if M > 0.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -401,6 +402,92 @@ static void t_invalid(tide_comm_t *comm)
     }
 }
 
+/* -------------------------------------------- split, dup, concurrency */
+
+typedef struct thread_arg {
+    tide_comm_t *comm;
+    int base; /* keeps the threads' data apart */
+    long bad;
+} thread_arg_t;
+
+/* 40 allreduces on one communicator; the expected sum is computed from
+ * the world ranks of its members. */
+static void *allreduce_loop(void *p)
+{
+    thread_arg_t *a = p;
+    int n, me;
+    uint32_t ids[64];
+    tide_comm_size(a->comm, &n);
+    tide_comm_rank(a->comm, &me);
+    for (int r = 0; r < n && r < 64; r++)
+        tide_comm_member_id(a->comm, r, &ids[r]); /* stable id = world rank here */
+    enum { N = 5000 };
+    int64_t *buf = malloc(N * sizeof(*buf));
+    for (int it = 0; it < 40; it++) {
+        for (size_t i = 0; i < N; i++)
+            buf[i] = (int64_t)ids[me] * 1000 + a->base + it + (int64_t)i;
+        if (tide_allreduce(buf, buf, N, TIDE_INT64, TIDE_SUM, a->comm) != TIDE_SUCCESS) {
+            a->bad++;
+            break;
+        }
+        for (size_t i = 0; i < N; i++) {
+            int64_t want = 0;
+            for (int r = 0; r < n; r++)
+                want += (int64_t)ids[r] * 1000 + a->base + it + (int64_t)i;
+            if (buf[i] != want && a->bad++ < 3)
+                fprintf(stderr,
+                        "rank %d (comm rank %d of %d): iteration %d element %zu is %lld, "
+                        "expected %lld\n",
+                        rank, me, n, it, i, (long long)buf[i], (long long)want);
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+static void t_split_concurrent(tide_comm_t *world)
+{
+    tide_comm_t *half, *dup, *solo;
+    int hn, hr;
+    CHECK(tide_comm_split(world, rank % 2, -rank, &half)); /* reversed order */
+    CHECK(tide_comm_dup(world, &dup));
+    CHECK(tide_comm_split(world, rank == 0 ? 7 : TIDE_COLOR_NONE, 0, &solo));
+    CHECK(tide_comm_size(half, &hn));
+    CHECK(tide_comm_rank(half, &hr));
+    int want_n = (nranks + (rank % 2 ? 0 : 1)) / 2, want_r = 0;
+    for (int r = rank + 2; r < nranks; r += 2)
+        want_r++; /* higher world ranks of my parity come first */
+    checks += 3;
+    if (hn != want_n || hr != want_r || (rank == 0) != (solo != NULL)) {
+        wrong++;
+        fprintf(stderr, "rank %d: split gave rank %d of %d (expected %d of %d), solo %p\n", rank,
+                hr, hn, want_r, want_n, (void *)solo);
+    }
+    pthread_t t[3];
+    thread_arg_t arg[3] = {{world, 1, 0}, {half, 2, 0}, {dup, 3, 0}};
+    for (int i = 0; i < 3; i++)
+        pthread_create(&t[i], NULL, allreduce_loop, &arg[i]);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        checks += 40;
+        if (arg[i].bad && wrong++ < 10)
+            fprintf(stderr, "rank %d: concurrent allreduce on communicator %d: %ld wrong\n", rank,
+                    i, arg[i].bad);
+    }
+    if (solo) {
+        int64_t x = 5;
+        CHECK(tide_allreduce(&x, &x, 1, TIDE_INT64, TIDE_SUM, solo));
+        checks++;
+        wrong += x != 5;
+        CHECK(tide_comm_destroy(solo));
+    }
+    CHECK(tide_comm_destroy(half));
+    CHECK(tide_comm_destroy(dup));
+    checks++;
+    if (tide_comm_split(world, -5, 0, &half) != TIDE_ERR_INVALID)
+        wrong++;
+}
+
 int main(int argc, char **argv)
 {
     bool quick = argc > 1 && strcmp(argv[1], "quick") == 0; /* else "full" */
@@ -429,6 +516,7 @@ int main(int argc, char **argv)
         CHECK(tide_barrier(comm));
     }
     t_nonblocking(comm);
+    t_split_concurrent(comm);
     t_invalid(comm);
     CHECK(tide_barrier(comm));
     printf("rank %d: %ld checks, %ld wrong\n", rank, checks, wrong);
