@@ -169,6 +169,7 @@ tide_status_t coll_ctx_create(tide_comm_t *comm, coll_ctx_t **out)
         goto err;
     c->trace = trace != 0;
     c->chunk = (size_t)chunk;
+    c->direct_ok = c->nranks == 1; /* else decided by coll_shm_setup */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     c->oversubscribed = cores > 0 && comm->local_size > cores;
     c->spin_ns = c->oversubscribed ? SPIN_NS_OVERSUBSCRIBED : SPIN_NS;

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "coll_comm.h"
 #include "coll_reduce.h"
 #include "util_compiler.h"
@@ -111,6 +112,7 @@ struct coll_ctx {
     int timeout_ms;
     size_t chunk;        /* TIDE_CHUNK_SIZE */
     bool oversubscribed; /* more local ranks than cores */
+    bool direct_ok;      /* all ranks local and CMA-reachable by every rank */
     char algo[256];      /* TIDE_ALGO, read at creation */
     bool trace;          /* TIDE_TRACE */
     char *scratch;       /* per-operation scratch, reused */
@@ -175,12 +177,14 @@ tide_status_t coll_sendrecv(coll_ctx_t *c, int to, const void *sbuf, size_t slen
 /* Pipe setup (coll_pipe_shm.c, coll_pipe_engine.c) */
 tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store);
 void coll_shm_teardown(coll_ctx_t *c);
+pid_t coll_shm_pid(coll_ctx_t *c, int rank);
 tide_status_t coll_engine_setup(coll_ctx_t *c);
 void coll_engine_teardown(coll_ctx_t *c);
 
 /* Algorithms (one per file) and selection (coll_select.c) */
 tide_status_t coll_allreduce_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allreduce_rd(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_allreduce_direct(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allgather_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_reduce_scatter_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_bcast_tree(coll_ctx_t *c, const coll_op_t *op);

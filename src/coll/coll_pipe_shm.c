@@ -16,12 +16,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include "boot_store.h"
 #include "coll_ctx.h"
@@ -34,7 +36,8 @@
 typedef struct inbox_hdr {
     uint32_t doorbell;
     uint32_t sleeping;
-    char pad[CACHELINE - 8];
+    uint32_t cma_probe; /* a known value peers read to check direct access */
+    char pad[CACHELINE - 12];
 } inbox_hdr_t;
 
 typedef struct ring_hdr {
@@ -51,12 +54,14 @@ typedef struct inbox_info {
     uint32_t nslots;
     uint64_t size;
     uint64_t ring;
+    uint64_t addr; /* where the owner mapped it (for the CMA check) */
 } inbox_info_t;
 
 typedef struct shm_peer {
     char *base; /* the peer's inbox, mapped here (or ours) */
     size_t size;
     int slot; /* its local index: the ring it writes in our inbox */
+    pid_t pid;
 } shm_peer_t;
 
 struct shm_state {
@@ -227,9 +232,17 @@ tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
     c->doorbell = &hdr_of(s->inbox)->doorbell;
     c->sleeping = &hdr_of(s->inbox)->sleeping;
     s->peers[c->rank].base = s->inbox;
+    s->peers[c->rank].pid = getpid();
+    bool cma_ok = true;
 
-    inbox_info_t info = {INBOX_MAGIC,         (int32_t)getpid(), s->fd,
-                         (uint32_t)s->nslots, s->size,           s->ring};
+    inbox_info_t info = {INBOX_MAGIC,
+                         (int32_t)getpid(),
+                         s->fd,
+                         (uint32_t)s->nslots,
+                         s->size,
+                         s->ring,
+                         (uint64_t)(uintptr_t)s->inbox};
+    hdr_of(s->inbox)->cma_probe = INBOX_MAGIC;
     snprintf(key, sizeof(key), "inbox/%d", c->rank);
     if ((st = tide_store_set(store, key, &info, sizeof(info))) != TIDE_SUCCESS)
         return st;
@@ -251,8 +264,42 @@ tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
         free(val);
         if ((st = map_peer(c, r, &peer)) != TIDE_SUCCESS)
             return st;
+        s->peers[r].pid = peer.pid;
+        /* Can we read the peer's memory directly (CMA)? Read the probe
+         * word of its inbox at the address it mapped it. */
+        uint32_t probe = 0;
+        struct iovec l = {&probe, sizeof(probe)};
+        struct iovec rm = {(void *)(uintptr_t)(peer.addr + offsetof(inbox_hdr_t, cma_probe)),
+                           sizeof(probe)};
+        if (process_vm_readv(peer.pid, &l, 1, &rm, 1, 0) != (ssize_t)sizeof(probe) ||
+            probe != INBOX_MAGIC) {
+            tide_info("coll: no direct memory access to rank %d (%m): the direct algorithms "
+                      "are off",
+                      r);
+            cma_ok = false;
+        }
     }
+    /* Every rank must be able to use the direct algorithms, or none does. */
+    snprintf(key, sizeof(key), "cma/%d", c->rank);
+    if ((st = tide_store_set(store, key, &cma_ok, sizeof(cma_ok))) != TIDE_SUCCESS)
+        return st;
+    bool all = c->nranks == comm->local_size;
+    for (int r = 0; r < c->nranks && all; r++) {
+        void *val;
+        size_t len;
+        snprintf(key, sizeof(key), "cma/%d", r);
+        if ((st = tide_store_get(store, key, c->timeout_ms, &val, &len)) != TIDE_SUCCESS)
+            return st;
+        all = len == sizeof(bool) && *(bool *)val;
+        free(val);
+    }
+    c->direct_ok = all;
     return TIDE_SUCCESS;
+}
+
+pid_t coll_shm_pid(coll_ctx_t *c, int rank)
+{
+    return c->shm->peers[rank].pid;
 }
 
 void coll_shm_teardown(coll_ctx_t *c)

@@ -12,6 +12,7 @@
 static const coll_algo_t algos[] = {
     {"ring", COLL_ALLREDUCE, coll_allreduce_ring},
     {"rd", COLL_ALLREDUCE, coll_allreduce_rd},
+    {"direct", COLL_ALLREDUCE, coll_allreduce_direct},
     {"ring", COLL_ALLGATHER, coll_allgather_ring},
     {"tree", COLL_BROADCAST, coll_bcast_tree},
     {"ring", COLL_REDUCE_SCATTER, coll_reduce_scatter_ring},
@@ -25,7 +26,10 @@ static const coll_algo_t algos[] = {
 /* Default choice: the first algorithm of the kind, except for allreduce,
  * where recursive doubling (log n latency) wins below this size and the
  * ring (bandwidth) above. */
-#define ALLREDUCE_RD_MAX 16384
+#define ALLREDUCE_RD_MAX     16384
+/* ... and, where every rank can read every other's memory (all local, CMA
+ * allowed), the direct algorithm from this size on. */
+#define ALLREDUCE_DIRECT_MIN (256 * 1024)
 
 const char *coll_kind_name(coll_kind_t kind)
 {
@@ -74,6 +78,11 @@ tide_status_t coll_select(coll_ctx_t *c, const coll_op_t *op, const coll_algo_t 
     bool bad;
     if (spec[0]) {
         a = override(op->kind, spec, &bad);
+        if (a && a->fn == coll_allreduce_direct && !c->direct_ok) {
+            tide_error("TIDE_ALGO: 'direct' needs every rank on one host with direct memory "
+                       "access (CMA) to every other");
+            return TIDE_ERR_UNSUPPORTED;
+        }
         if (bad) {
             tide_error("TIDE_ALGO='%s' names no %s algorithm", spec, coll_kind_name(op->kind));
             return TIDE_ERR_INVALID;
@@ -81,9 +90,12 @@ tide_status_t coll_select(coll_ctx_t *c, const coll_op_t *op, const coll_algo_t 
     }
     if (!a) {
         size_t bytes = op->count * op->esize;
-        if (op->kind == COLL_ALLREDUCE)
-            a = find(COLL_ALLREDUCE, bytes <= ALLREDUCE_RD_MAX ? "rd" : "ring",
-                     2 + (bytes > ALLREDUCE_RD_MAX) * 2);
+        if (op->kind == COLL_ALLREDUCE) {
+            const char *name = bytes <= ALLREDUCE_RD_MAX                       ? "rd"
+                               : c->direct_ok && bytes >= ALLREDUCE_DIRECT_MIN ? "direct"
+                                                                               : "ring";
+            a = find(COLL_ALLREDUCE, name, strlen(name));
+        }
         for (size_t i = 0; !a && i < TIDE_ARRAY_SIZE(algos); i++)
             if (algos[i].kind == op->kind)
                 a = &algos[i];

@@ -67,6 +67,8 @@ static void test_forced_algorithms(void **state)
     (void)state;
     matrix("6", "quick", "TIDE_ALGO=allreduce=rd", NULL, NULL);
     matrix("7", "quick", "TIDE_ALGO=allreduce=ring", NULL, NULL);
+    matrix("4", "full", "TIDE_ALGO=allreduce=direct", NULL, NULL);
+    matrix("5", "quick", "TIDE_ALGO=allreduce=direct", NULL, NULL);
     matrix("6", "quick", "TIDE_ALGO=allreduce=ring", "TIDE_TRANSPORTS=tcp", NULL);
 }
 
