@@ -12,7 +12,9 @@
  *
  * One write batch per peer is in flight at a time, so DATA signals arrive
  * in order (the engine keeps the highest value of a counter: an earlier
- * batch completing after a later one must not be possible).
+ * batch's data landing after a later one's signal must not be possible).
+ * Over TCP the engine sends the signal in band, behind the data on the
+ * same stream, so the receiver sees it without a round trip to us.
  */
 #define TIDE_LOG_THIS TIDE_SUBSYS_COLL
 #include <stdlib.h>
@@ -102,16 +104,23 @@ static int64_t eng_push(coll_ctx_t *c, int peer, const void *buf, size_t len)
         return 0;
     memcpy(s->stage + (size_t)peer * s->ring + pos, buf, n);
     p->sent += n;
-    rc = eng_write_progress(c, peer);
-    return rc < 0 ? rc : (int64_t)n;
+    /* Stage now, write at the flush that follows the pushes of a step (a
+     * message and its padding go out as one batch), or now when a
+     * quarter of the ring is waiting (large streams keep moving). */
+    if (p->sent - p->posted >= s->ring / 4 && (rc = eng_write_progress(c, peer)) < 0)
+        return rc;
+    return (int64_t)n;
 }
 
+/* Everything pushed is on its way: submitted, its DATA signal behind it
+ * (in band over TCP, else at completion: the receiver sees it either way
+ * without us). */
 static bool eng_flushed(coll_ctx_t *c, int peer)
 {
     eng_peer_t *p = &c->eng->peers[peer];
     if (eng_write_progress(c, peer) < 0)
         return true; /* the error surfaces on the next push */
-    return p->posted == p->sent && !p->batch;
+    return p->posted == p->sent;
 }
 
 static void eng_credit(coll_ctx_t *c, int peer)

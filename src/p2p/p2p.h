@@ -140,7 +140,8 @@ struct tide_batch {
     unsigned flags;
     int *notify_peers;
     size_t nnotify, notify_cap;
-    int signal_peer; /* >= 0: on success, signal it (chan, value) */
+    int signal_peer;    /* >= 0: on success, signal it (chan, value) */
+    bool signal_inband; /* a transport sent the signal behind the data */
     uint32_t signal_chan;
     uint64_t signal_value;
     struct tide_batch *next_free;

@@ -81,8 +81,9 @@ static void batch_complete(tide_engine_t *e, tide_batch_t *b)
     if (__atomic_load_n(&b->waiters, __ATOMIC_ACQUIRE))
         futex_wake_all(&b->done);
     /* b may be freed and reused from here on */
+    bool inband = b->signal_inband;
     if (speer >= 0) {
-        if (ok)
+        if (ok && !inband)
             p2p_signal_post(e, speer, schan, svalue);
         pthread_mutex_lock(&e->notify_lock);
         p2p_signal_hook_t hook = e->signal_hook;
@@ -322,6 +323,7 @@ static tide_status_t batch_submit(tide_engine_t *e, const tide_request_t *reqs, 
     b->signal_peer = speer;
     b->signal_chan = schan;
     b->signal_value = svalue;
+    b->signal_inband = false;
     b->status = 0;
     b->done = 0;
     b->waiters = 0;

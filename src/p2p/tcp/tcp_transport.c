@@ -104,7 +104,7 @@ typedef struct tcp_ctx {
     tcp_out_t *free_outs;
 } tcp_ctx_t;
 
-static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n);
+static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n, int ordered);
 
 static void sock_tune(int fd, size_t sockbuf)
 {
@@ -349,8 +349,10 @@ static void fail_slices(tide_engine_t *e, p2p_slice_t **s, size_t n, tide_status
 }
 
 /* Spread s[0..n) over peer's usable streams (contiguous shares, rotating
- * start); reconnect once if none is usable. */
-static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
+ * start), or, with ordered >= 0, keep them in order on one stream: stream
+ * `ordered` if usable, else the first usable one. Reconnect once if none
+ * is usable. */
+static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n, int ordered)
 {
     tcp_peer_t *tp = &c->peers[peer->rank];
     tcp_stream_t *use[64];
@@ -376,6 +378,17 @@ static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
         fail_slices(c->e, s, n, TIDE_ERR_PEER);
         return;
     }
+    if (ordered >= 0) {
+        tcp_stream_t *one = use[0];
+        for (int i = 0; i < k; i++)
+            if (use[i]->index == ordered % c->e->tcp_streams)
+                one = use[i];
+        for (size_t i = 0; i < n; i++)
+            s[i]->next = i + 1 < n ? s[i + 1] : NULL;
+        if (!stream_enqueue(one, s[0], s[n - 1]))
+            tcp_send(c, peer, s, n, ordered); /* it died meanwhile */
+        return;
+    }
     unsigned start = __atomic_fetch_add(&tp->rr, 1, __ATOMIC_RELAXED);
     size_t share = (n + (size_t)k - 1) / (size_t)k;
     for (int j = 0; j < k; j++) {
@@ -385,7 +398,7 @@ static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
         for (size_t i = lo; i < hi; i++)
             s[i]->next = i + 1 < hi ? s[i + 1] : NULL;
         if (!stream_enqueue(use[(start + (unsigned)j) % (unsigned)k], s[lo], s[hi - 1]))
-            tcp_send(c, peer, s + lo, hi - lo); /* it died meanwhile: the rest decide */
+            tcp_send(c, peer, s + lo, hi - lo, -1); /* it died meanwhile: the rest decide */
     }
 }
 
@@ -405,11 +418,36 @@ static void encode_slice(p2p_slice_t *s)
     tcp_frame_encode(s->hdr, &f);
 }
 
+/* A signalling batch whose slices all go to this peer: send its signal
+ * behind the data on the same stream, so the target applies it once the
+ * data has landed, with no round trip to us first. */
+static bool signal_inband(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
+{
+    tide_batch_t *b = s[0]->batch;
+    if (!b || b->signal_peer != peer->rank || n != b->nslices || n + 1 > 64)
+        return false;
+    p2p_slice_t *sig = calloc(1, sizeof(*sig));
+    if (!sig)
+        return false;
+    sig->op = P2P_OP_NOTIFY;
+    sig->peer = peer->rank;
+    sig->chan = b->signal_chan;
+    sig->tag = b->signal_value;
+    encode_slice(sig);
+    p2p_slice_t *all[64];
+    memcpy(all, s, n * sizeof(*s));
+    all[n] = sig;
+    b->signal_inband = true;
+    tcp_send(c, peer, all, n + 1, (int)b->signal_chan);
+    return true;
+}
+
 static size_t tcp_post(void *ctx, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         encode_slice(s[i]);
-    tcp_send(ctx, peer, s, n);
+    if (!signal_inband(ctx, peer, s, n))
+        tcp_send(ctx, peer, s, n, -1);
     return n;
 }
 
@@ -470,9 +508,10 @@ static void stream_fail(tcp_stream_t *st, const char *why, tide_status_t fail_wi
         fail_slices(c->e, arr, n, fail_with);
     } else {
         st->path.failovers += n;
-        tide_info("path %s: moving %zu slices to other paths to rank %d", st->path.name, n,
+        tide_info("path %s: moving %zu slices to another path to rank %d", st->path.name, n,
                   st->peer);
-        tcp_send(c, &c->e->peers[st->peer], arr, n);
+        /* In their order, on one stream: a signal stays behind its data. */
+        tcp_send(c, &c->e->peers[st->peer], arr, n, st->index);
     }
     free(arr);
 }
