@@ -371,10 +371,16 @@ static int perf_p2p(int argc, char **argv)
     return 0;
 }
 
-
 /* ------------------------------------------------------------ collectives */
 
-typedef enum { K_ALLREDUCE, K_ALLGATHER, K_BROADCAST, K_REDUCE_SCATTER, K_REDUCE, K_ALLTOALL } kind_t;
+typedef enum {
+    K_ALLREDUCE,
+    K_ALLGATHER,
+    K_BROADCAST,
+    K_REDUCE_SCATTER,
+    K_REDUCE,
+    K_ALLTOALL
+} kind_t;
 
 static const struct {
     const char *name;
@@ -399,8 +405,8 @@ static double bus_factor(kind_t k, int n)
     }
 }
 
-static const char *dtype_names[] = {"int8",  "uint8", "int32",    "uint32", "int64",
-                                    "uint64", "half", "bfloat16", "float",  "double"};
+static const char *dtype_names[] = {"int8",   "uint8", "int32",    "uint32", "int64",
+                                    "uint64", "half",  "bfloat16", "float",  "double"};
 static const char *op_names[] = {"sum", "prod", "min", "max", "avg"};
 
 static int parse_name(const char *s, const char *const *names, int n)
@@ -509,8 +515,9 @@ static int perf_coll(kind_t k, int argc, char **argv)
             root = atoi(optarg);
             break;
         default:
-            fprintf(stderr, "usage: tide_perf %s [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] "
-                            "[-w WARMUP] [-c 0|1] [-d DTYPE] [-o OP] [-r ROOT]\n",
+            fprintf(stderr,
+                    "usage: tide_perf %s [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] "
+                    "[-w WARMUP] [-c 0|1] [-d DTYPE] [-o OP] [-r ROOT]\n",
                     kinds[k].name);
             return 2;
         }
@@ -543,8 +550,8 @@ static int perf_coll(kind_t k, int argc, char **argv)
                dtype_names[dt], rooted || k == K_ALLGATHER || k == K_ALLTOALL ? "" : op_names[op],
                iters, warmup);
         printf("# %10s %12s %8s %6s %5s   %9s %7s %7s %6s   %9s %7s %7s %6s\n", "size(B)", "count",
-               "type", "redop", "root", "time(us)", "algbw", "busbw", "#wrong", "time(us)",
-               "algbw", "busbw", "#wrong");
+               "type", "redop", "root", "time(us)", "algbw", "busbw", "#wrong", "time(us)", "algbw",
+               "busbw", "#wrong");
         printf("# %46s   %-32s   %-32s\n", "", "out-of-place (GB/s)", "in-place (GB/s)");
     }
     double bw_sum = 0;
@@ -581,16 +588,18 @@ static int perf_coll(kind_t k, int argc, char **argv)
                 wrong[inplace] = (double)check_output(k, (float *)out, count, rank, n, root, op);
             /* the slowest rank's time, the wrong elements of all */
             CHECK(tide_allreduce(&t[inplace], &t[inplace], 1, TIDE_FLOAT64, TIDE_MAX, comm));
-            CHECK(tide_allreduce(&wrong[inplace], &wrong[inplace], 1, TIDE_FLOAT64, TIDE_SUM, comm));
+            CHECK(
+                tide_allreduce(&wrong[inplace], &wrong[inplace], 1, TIDE_FLOAT64, TIDE_SUM, comm));
         }
         double alg[2] = {bytes / t[0] / 1e9, bytes / t[1] / 1e9};
         double f = bus_factor(k, n);
         if (rank == 0)
-            printf("  %10zu %12zu %8s %6s %5d   %9.2f %7.3f %7.3f %6.0f   %9.2f %7.3f %7.3f %6.0f\n",
-                   bytes, count, dtype_names[dt],
-                   k == K_ALLREDUCE || k == K_REDUCE || k == K_REDUCE_SCATTER ? op_names[op] : "none",
-                   rooted ? root : -1, t[0] * 1e6, alg[0], alg[0] * f, check ? wrong[0] : -1.0,
-                   t[1] * 1e6, alg[1], alg[1] * f, check ? wrong[1] : -1.0);
+            printf(
+                "  %10zu %12zu %8s %6s %5d   %9.2f %7.3f %7.3f %6.0f   %9.2f %7.3f %7.3f %6.0f\n",
+                bytes, count, dtype_names[dt],
+                k == K_ALLREDUCE || k == K_REDUCE || k == K_REDUCE_SCATTER ? op_names[op] : "none",
+                rooted ? root : -1, t[0] * 1e6, alg[0], alg[0] * f, check ? wrong[0] : -1.0,
+                t[1] * 1e6, alg[1], alg[1] * f, check ? wrong[1] : -1.0);
         fflush(stdout);
         bw_sum += alg[0] * f + alg[1] * f;
         bw_n += 2;

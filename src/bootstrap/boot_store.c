@@ -97,8 +97,10 @@ uint32_t boot_store_next_index(tide_store_t *s)
 
 tide_status_t tide_store_destroy(tide_store_t *store)
 {
-    if (!store)
+    if (!store) {
+        tide_error("tide_store_destroy: store must not be NULL");
         return TIDE_ERR_INVALID;
+    }
     if (store->borrowed) {
         tide_error("tide_store_destroy: this store belongs to a communicator; it goes with it");
         return TIDE_ERR_INVALID;

@@ -57,6 +57,12 @@ static tide_status_t need_buf(const coll_op_t *op, const void *buf, const char *
     return TIDE_SUCCESS;
 }
 
+static tide_status_t no_work(const char *call)
+{
+    tide_error("%s: work must not be NULL", call);
+    return TIDE_ERR_INVALID;
+}
+
 /* Run op now (work == NULL) or queue it for the worker. */
 static tide_status_t submit(tide_comm_t *comm, coll_op_t *op, tide_work_t **work)
 {
@@ -104,7 +110,7 @@ tide_status_t tide_iallreduce(const void *sendbuf, void *recvbuf, size_t count, 
                               tide_redop_t op, tide_comm_t *comm, tide_work_t **work)
 {
     if (!work)
-        return TIDE_ERR_INVALID;
+        return no_work(__func__);
     return do_allreduce(sendbuf, recvbuf, count, dtype, op, comm, work);
 }
 
@@ -129,7 +135,7 @@ tide_status_t tide_iallgather(const void *sendbuf, void *recvbuf, size_t count, 
                               tide_comm_t *comm, tide_work_t **work)
 {
     if (!work)
-        return TIDE_ERR_INVALID;
+        return no_work(__func__);
     return do_allgather(sendbuf, recvbuf, count, dtype, comm, work);
 }
 
@@ -154,7 +160,7 @@ tide_status_t tide_ibroadcast(const void *sendbuf, void *recvbuf, size_t count, 
                               int root, tide_comm_t *comm, tide_work_t **work)
 {
     if (!work)
-        return TIDE_ERR_INVALID;
+        return no_work(__func__);
     return do_broadcast(sendbuf, recvbuf, count, dtype, root, comm, work);
 }
 
@@ -180,7 +186,7 @@ tide_status_t tide_ireduce_scatter(const void *sendbuf, void *recvbuf, size_t re
                                    tide_work_t **work)
 {
     if (!work)
-        return TIDE_ERR_INVALID;
+        return no_work(__func__);
     return do_reduce_scatter(sendbuf, recvbuf, recvcount, dtype, op, comm, work);
 }
 
@@ -205,7 +211,7 @@ tide_status_t tide_ireduce(const void *sendbuf, void *recvbuf, size_t count, tid
                            tide_redop_t op, int root, tide_comm_t *comm, tide_work_t **work)
 {
     if (!work)
-        return TIDE_ERR_INVALID;
+        return no_work(__func__);
     return do_reduce(sendbuf, recvbuf, count, dtype, op, root, comm, work);
 }
 
@@ -230,7 +236,7 @@ tide_status_t tide_ialltoall(const void *sendbuf, void *recvbuf, size_t count, t
                              tide_comm_t *comm, tide_work_t **work)
 {
     if (!work)
-        return TIDE_ERR_INVALID;
+        return no_work(__func__);
     return do_alltoall(sendbuf, recvbuf, count, dtype, comm, work);
 }
 
@@ -249,7 +255,7 @@ tide_status_t tide_barrier(tide_comm_t *comm)
 tide_status_t tide_ibarrier(tide_comm_t *comm, tide_work_t **work)
 {
     if (!work)
-        return TIDE_ERR_INVALID;
+        return no_work(__func__);
     return do_barrier(comm, work);
 }
 
@@ -279,7 +285,7 @@ tide_status_t tide_isend(const void *buf, size_t count, tide_dtype_t dtype, int 
                          tide_comm_t *comm, tide_work_t **work)
 {
     if (!work)
-        return TIDE_ERR_INVALID;
+        return no_work(__func__);
     return do_p2p(COLL_SEND, buf, NULL, count, dtype, peer, comm, work);
 }
 
@@ -287,7 +293,7 @@ tide_status_t tide_irecv(void *buf, size_t count, tide_dtype_t dtype, int peer, 
                          tide_work_t **work)
 {
     if (!work)
-        return TIDE_ERR_INVALID;
+        return no_work(__func__);
     return do_p2p(COLL_RECV, NULL, buf, count, dtype, peer, comm, work);
 }
 

@@ -392,6 +392,8 @@ static void t_invalid(tide_comm_t *comm)
         {tide_iallreduce(&x, &x, 1, TIDE_INT32, TIDE_SUM, comm, NULL), "NULL work"},
         {tide_allgather(&x, NULL, 1, TIDE_INT32, comm), "NULL recvbuf"},
         {tide_wait(NULL, 0), "NULL wait"},
+        {tide_ibarrier(comm, NULL), "NULL work for ibarrier"},
+        {tide_test(NULL), "NULL test"},
         {tide_iallreduce(&x, &x, SIZE_MAX / 2, TIDE_INT32, TIDE_SUM, comm, &w), "huge count"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
