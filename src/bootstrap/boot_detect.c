@@ -127,6 +127,24 @@ static tide_status_t from_torch_env(boot_job_t *job)
     return TIDE_SUCCESS;
 }
 
+#ifndef TIDE_HAVE_PMIX
+tide_status_t boot_pmix_detect(boot_job_t *job, bool *found)
+{
+    (void)job;
+    *found = false;
+    return TIDE_SUCCESS;
+}
+#endif
+
+bool boot_pmix_built(void)
+{
+#ifdef TIDE_HAVE_PMIX
+    return true;
+#else
+    return false;
+#endif
+}
+
 /* A launcher started several processes, but nothing tells us how to reach
  * the others: refuse rather than run N unrelated 1-rank jobs. */
 static tide_status_t check_launcher(void)
@@ -137,11 +155,14 @@ static tide_status_t check_launcher(void)
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
         int n = -1;
         if (env_int(vars[i], &n) == TIDE_SUCCESS && n > 1) {
-            tide_error("started by a launcher with %d processes (%s=%d), but this Tide was built "
-                       "without PMIx support and no TIDE_RANK/TIDE_SIZE/TIDE_STORE or "
-                       "RANK/WORLD_SIZE/MASTER_ADDR are set; refusing to run as %d unrelated "
-                       "1-rank jobs (launch with tiderun, or set the rendezvous variables)",
-                       n, tide_param_desc(vars[i])->name, n, n);
+            tide_error("started by a launcher with %d processes (%s=%d), but %s and no "
+                       "TIDE_RANK/TIDE_SIZE/TIDE_STORE or RANK/WORLD_SIZE/MASTER_ADDR are set; "
+                       "refusing to run as %d unrelated 1-rank jobs (a launcher without PMIx, "
+                       "such as MPICH's mpirun, needs the rendezvous variables or tiderun)",
+                       n, tide_param_desc(vars[i])->name, n,
+                       boot_pmix_built() ? "PMIx found no launcher to talk to"
+                                         : "this Tide was built without PMIx",
+                       n);
             return TIDE_ERR_UNSUPPORTED;
         }
     }
@@ -154,14 +175,18 @@ tide_status_t boot_detect(const tide_config_t *cfg, boot_job_t *job)
     tide_status_t st;
 
     memset(job, 0, sizeof(*job));
+    job->local_rank = job->local_size = job->node = -1;
     boot_config_read(cfg, &c);
     if (c.timeout_ms > 0)
         job->timeout_ms = c.timeout_ms;
     else if ((st = boot_default_timeout(&job->timeout_ms)) != TIDE_SUCCESS)
         return st;
 
+    bool pmix = false;
     if (c.rank >= 0 || c.nranks >= 0 || c.store_addr)
         st = from_config(&c, job);
+    else if ((st = boot_pmix_detect(job, &pmix)) != TIDE_SUCCESS || pmix)
+        ; /* the launcher told us (or failed to) */
     else if (tide_param_is_set(TIDE_PARAM_RANK) || tide_param_is_set(TIDE_PARAM_SIZE))
         st = from_tide_env(job);
     else if (tide_param_is_set(TIDE_PARAM_TORCH_RANK) ||
@@ -174,7 +199,7 @@ tide_status_t boot_detect(const tide_config_t *cfg, boot_job_t *job)
     }
     if (st != TIDE_SUCCESS)
         return st;
-    if (job->nranks > 1 && !job->secret[0]) {
+    if (job->nranks > 1 && !job->secret[0] && job->source != BOOT_SRC_PMIX) {
         tide_error("%s rendezvous of %d ranks: no store secret (TIDE_SECRET) is set",
                    boot_source_name(job->source), job->nranks);
         return TIDE_ERR_INVALID;

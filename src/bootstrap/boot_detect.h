@@ -25,9 +25,16 @@ typedef struct boot_job {
     int rank, nranks;
     char store[TIDE_ADDR_STR_MAX]; /* host:port; "" for a singleton */
     char secret[TIDE_SECRET_MAX + 1];
-    bool host_store; /* this process starts the store server */
+    bool host_store;            /* this process starts the store server */
+    struct boot_server *server; /* ... or has started it already (PMIx) */
     int timeout_ms;
+    int local_rank, local_size, node; /* from the launcher; -1 when unknown */
 } boot_job_t;
+
+/* PMIx, when built in: *found says whether a PMIx launcher runs this job;
+ * then *job describes it (rank 0 has started the job's store). */
+tide_status_t boot_pmix_detect(boot_job_t *job, bool *found);
+bool boot_pmix_built(void);
 
 const char *boot_source_name(boot_source_t src);
 

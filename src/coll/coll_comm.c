@@ -274,6 +274,15 @@ static tide_status_t job_backend(tide_comm_t *comm, const boot_job_t *job, boot_
     tide_status_t st;
     if (job->nranks == 1 && !job->store[0])
         return boot_store_mem_create(be);
+    if (job->server) { /* started during detection (PMIx rank 0) */
+        comm->host = calloc(1, sizeof(*comm->host));
+        if (!comm->host) {
+            boot_server_stop(job->server);
+            return TIDE_ERR_NOMEM;
+        }
+        comm->host->refs = 1;
+        comm->host->server = job->server;
+    }
     if (job->host_store) {
         char host[TIDE_HOST_MAX];
         uint16_t port;
@@ -306,6 +315,9 @@ tide_status_t tide_comm_init(tide_comm_t **comm_out, const tide_config_t *cfg)
     }
     if ((st = boot_detect(cfg, &job)) != TIDE_SUCCESS)
         return st;
+    if (job.source == BOOT_SRC_PMIX && job.nranks > 1)
+        tide_info("PMIx job: rank %d of %d, local %d of %d on node %d, store %s", job.rank,
+                  job.nranks, job.local_rank, job.local_size, job.node, job.store);
     if ((st = comm_alloc(job.rank, job.nranks, job.timeout_ms, &comm)) != TIDE_SUCCESS)
         return st;
     if ((st = job_backend(comm, &job, &be)) != TIDE_SUCCESS)
