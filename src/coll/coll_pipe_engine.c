@@ -22,6 +22,7 @@
 #include "coll_ctx.h"
 #include "p2p.h"
 #include "util_log.h"
+#include "util_numa.h"
 #include "util_param.h"
 
 #define CHAN_DATA   1
@@ -182,6 +183,8 @@ tide_status_t coll_engine_setup(coll_ctx_t *c)
     s->stage = calloc(1, bytes);
     if (!s->recv || !s->stage)
         return TIDE_ERR_NOMEM;
+    tide_numa_place(s->recv, bytes, tide_numa_node_here());
+    tide_numa_place(s->stage, bytes, tide_numa_node_here());
     if ((st = tide_engine_create(c->comm, NULL, &c->engine)) != TIDE_SUCCESS ||
         (st = tide_segment_register(c->engine, s->recv, bytes, &s->recv_id)) != TIDE_SUCCESS ||
         (st = tide_segment_register(c->engine, s->stage, bytes, &s->stage_id)) != TIDE_SUCCESS)

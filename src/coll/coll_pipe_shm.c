@@ -28,6 +28,7 @@
 #include "boot_store.h"
 #include "coll_ctx.h"
 #include "util_log.h"
+#include "util_numa.h"
 #include "util_param.h"
 
 #define INBOX_MAGIC 0x58424e49u /* "INBX" */
@@ -229,6 +230,7 @@ tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
         tide_error("coll: cannot map our shared inbox: %m");
         return TIDE_ERR_IO;
     }
+    tide_numa_place(s->inbox, s->size, tide_numa_node_here());
     c->doorbell = &hdr_of(s->inbox)->doorbell;
     c->sleeping = &hdr_of(s->inbox)->sleeping;
     s->peers[c->rank].base = s->inbox;
@@ -252,8 +254,12 @@ tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
         void *val;
         size_t len;
         snprintf(key, sizeof(key), "inbox/%d", r);
-        if ((st = tide_store_get(store, key, c->timeout_ms, &val, &len)) != TIDE_SUCCESS)
+        if ((st = tide_store_get(store, key, c->timeout_ms, &val, &len)) != TIDE_SUCCESS) {
+            tide_error("coll: rank %d did not set up its side of the shared pipes within %d ms "
+                       "(gone, or not in this collective)",
+                       r, c->timeout_ms);
             return st;
+        }
         if (len != sizeof(info)) {
             free(val);
             tide_error("coll: rank %d's inbox record is %zu bytes", r, len);

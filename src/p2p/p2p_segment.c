@@ -15,6 +15,7 @@
 #include "p2p.h"
 #include "transport.h"
 #include "util_log.h"
+#include "util_numa.h"
 #include "util_time.h"
 
 #define SEG_MAGIC 0x47455354u /* "TSEG" */
@@ -131,6 +132,7 @@ tide_status_t tide_segment_alloc(tide_engine_t *e, size_t len, void **addr, uint
         tide_error("tide_segment_alloc: mmap(%zu): %m", len);
         goto err_close;
     }
+    tide_numa_place(seg->addr, len, tide_numa_node_here()); /* before first touch */
     seg->kind = P2P_SEG_SHM;
     seg->len = len;
     st = lseg_add(e, seg, id);

@@ -67,6 +67,8 @@
     X(ALGO, "TIDE_ALGO", STR, "", "",                                                              \
       "Force collective algorithms: a name (ring) or per collective "                              \
       "(allreduce=rd,broadcast=tree).")                                                            \
+    X(NUMA, "TIDE_NUMA", ENUM, "auto", "auto|off",                                                 \
+      "Place Tide's memory and progress threads on one NUMA node (with more than one node).")      \
     X(TRACE, "TIDE_TRACE", BOOL, "0", "",                                                          \
       "Log every collective: operation, size, algorithm, chunk and pipes it used.")
 

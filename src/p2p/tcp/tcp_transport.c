@@ -43,6 +43,7 @@
 #include "transport.h"
 #include "util_list.h"
 #include "util_log.h"
+#include "util_numa.h"
 #include "util_random.h"
 #include "util_time.h"
 
@@ -102,6 +103,7 @@ typedef struct tcp_ctx {
     tcp_peer_t *peers;
     tide_list_t targets, dead;
     tcp_out_t *free_outs;
+    int numa_node; /* the creating thread's: the progress thread runs there */
 } tcp_ctx_t;
 
 static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n, int ordered);
@@ -897,6 +899,7 @@ static void *progress_main(void *arg)
     tcp_ctx_t *c = arg;
     struct epoll_event ev[64];
 
+    tide_numa_bind_thread(c->numa_node);
     while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
         int n = epoll_wait(c->epfd, ev, 64, 200);
         for (int i = 0; i < n; i++) {
@@ -1016,6 +1019,7 @@ static tide_status_t tcp_init(tide_engine_t *e, void **ctx)
         goto err_nomem;
     c->e = e;
     c->listen_fd = c->epfd = c->wake_fd = -1;
+    c->numa_node = tide_numa_node_here();
     tide_list_init(&c->targets);
     tide_list_init(&c->dead);
     c->peers = calloc((size_t)e->nranks, sizeof(*c->peers));
