@@ -13,7 +13,8 @@ function(tide_add_test)
   target_include_directories(${T_NAME} PRIVATE ${CMOCKA_INCLUDE_DIRS})
   target_compile_options(${T_NAME} PRIVATE ${TIDE_WARNINGS})
   add_test(NAME ${T_NAME} COMMAND ${T_NAME} ${T_ARGS})
-  # Tests never advertise a non-loopback address.
+  # Tests never advertise a non-loopback address; leaks inside third-party
+  # libraries (libpmix) are not Tide's (tests/lsan.supp).
   set_tests_properties(${T_NAME} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS ${T_LABEL}
-    ENVIRONMENT "TIDE_BOOTSTRAP_ADDR=127.0.0.1;${T_ENV}")
+    ENVIRONMENT "TIDE_BOOTSTRAP_ADDR=127.0.0.1;LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp;${T_ENV}")
 endfunction()

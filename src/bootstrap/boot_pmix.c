@@ -104,9 +104,13 @@ tide_status_t boot_pmix_detect(boot_job_t *job, bool *found)
     pmix_proc_t me, wild, root;
     char key_store[32], key_here[32];
     tide_status_t st = TIDE_SUCCESS;
+    *found = false;
+    /* No PMIx launcher put us here: do not even try (PMIx_Init would only
+     * fail, slowly). */
+    if (!tide_param_is_set(TIDE_PARAM_LAUNCHER_PMIX_NAMESPACE))
+        return TIDE_SUCCESS;
     pmix_status_t rc = PMIx_Init(&me, NULL, 0);
 
-    *found = false;
     if (rc != PMIX_SUCCESS) {
         if (rc != PMIX_ERR_UNREACH)
             tide_info("PMIx_Init: %s; not under a PMIx launcher", PMIx_Error_string(rc));

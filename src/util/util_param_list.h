@@ -47,6 +47,8 @@
       "Set by PMI launchers; > 1 with no other rendezvous is refused as a silent singleton.")      \
     X(LAUNCHER_OMPI_SIZE, "OMPI_COMM_WORLD_SIZE", INT, "-1", "-1:16777216",                        \
       "Set by Open MPI's mpirun; > 1 with no other rendezvous is refused.")                        \
+    X(LAUNCHER_PMIX_NAMESPACE, "PMIX_NAMESPACE", STR, "", "",                                      \
+      "Set by PMIx launchers (mpirun, srun); PMIx is tried only when it is set.")                  \
     X(LAUNCHER_SLURM_NTASKS, "SLURM_NTASKS", INT, "-1", "-1:16777216",                             \
       "Set by srun; > 1 with no other rendezvous is refused.")                                     \
     X(TRANSPORTS, "TIDE_TRANSPORTS", STR, "shm,tcp", "",                                           \
