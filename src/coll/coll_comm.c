@@ -15,6 +15,7 @@
 #include "coll_comm.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,8 @@
 typedef struct peer_wire {
     uint32_t magic;
     uint32_t pid;
+    int32_t node; /* the launcher's node id, or -1 */
+    uint32_t pad;
     uint64_t nonce;
     char host[COLL_HOST_MAX];
     char boot_id[COLL_BOOT_ID_MAX];
@@ -68,10 +71,11 @@ static int next_init_index(int rank)
     return k;
 }
 
-static void self_peer(peer_wire_t *w)
+static void self_peer(peer_wire_t *w, int node)
 {
     memset(w, 0, sizeof(*w));
     w->magic = PEER_MAGIC;
+    w->node = node;
     w->pid = (uint32_t)getpid();
     tide_random_bytes(&w->nonce, sizeof(w->nonce));
     gethostname(w->host, sizeof(w->host) - 1);
@@ -178,6 +182,7 @@ static tide_status_t gather_peers(tide_comm_t *comm)
         st = peer_parse(r, val, len, &w);
         free(val);
         comm->peers[r].pid = w.pid;
+        comm->peers[r].node = w.node;
         memcpy(comm->peers[r].host, w.host, sizeof(w.host));
         memcpy(comm->peers[r].boot_id, w.boot_id, sizeof(w.boot_id));
     }
@@ -187,12 +192,23 @@ out:
     return st;
 }
 
+/* Ranks on this host: by the launcher's node ids when every rank has one
+ * (cross-checked with boot ids), else by boot id (same kernel). */
 static void compute_local(tide_comm_t *comm)
 {
-    const char *mine = comm->peers[comm->rank].boot_id;
+    const coll_peer_t *me = &comm->peers[comm->rank];
+    bool by_node = true;
+    for (int r = 0; r < comm->nranks; r++)
+        by_node &= comm->peers[r].node >= 0;
     comm->local_rank = comm->local_size = 0;
     for (int r = 0; r < comm->nranks; r++) {
-        if (strcmp(comm->peers[r].boot_id, mine) != 0)
+        bool same_boot = strcmp(comm->peers[r].boot_id, me->boot_id) == 0;
+        bool same = by_node ? comm->peers[r].node == me->node : same_boot;
+        if (by_node && same != same_boot)
+            tide_warn("rank %d: the launcher says node %d (we are on %d), its kernel says %s "
+                      "host; going by the launcher",
+                      r, comm->peers[r].node, me->node, same_boot ? "the same" : "another");
+        if (!same)
             continue;
         if (r < comm->rank)
             comm->local_rank++;
@@ -229,6 +245,7 @@ static tide_status_t comm_alloc(int rank, int nranks, int timeout_ms, tide_comm_
     comm->rank = rank;
     comm->nranks = nranks;
     comm->timeout_ms = timeout_ms;
+    comm->launcher_node = -1;
     comm->member_ids = calloc((size_t)nranks, sizeof(*comm->member_ids));
     comm->peers = calloc((size_t)nranks, sizeof(*comm->peers));
     if (!comm->member_ids || !comm->peers)
@@ -259,7 +276,7 @@ static tide_status_t comm_rendezvous(tide_comm_t *comm, boot_backend_t *be, cons
         return st;
     comm->user->borrowed = true;
     tide_log_set_thread_rank(comm->rank);
-    self_peer(&self);
+    self_peer(&self, comm->launcher_node);
     if ((st = claim_rank(comm, &self)) != TIDE_SUCCESS || (st = gather_peers(comm)) != TIDE_SUCCESS)
         return st;
     compute_local(comm);
@@ -320,6 +337,7 @@ tide_status_t tide_comm_init(tide_comm_t **comm_out, const tide_config_t *cfg)
                   job.nranks, job.local_rank, job.local_size, job.node, job.store);
     if ((st = comm_alloc(job.rank, job.nranks, job.timeout_ms, &comm)) != TIDE_SUCCESS)
         return st;
+    comm->launcher_node = job.node;
     if ((st = job_backend(comm, &job, &be)) != TIDE_SUCCESS)
         goto err_free;
     int k = next_init_index(job.rank);

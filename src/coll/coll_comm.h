@@ -15,6 +15,7 @@
 
 typedef struct coll_peer {
     uint32_t pid;
+    int32_t node; /* the launcher's node id, -1 when it gave none */
     char host[COLL_HOST_MAX];
     char boot_id[COLL_BOOT_ID_MAX]; /* same boot id: same host and kernel */
 } coll_peer_t;
@@ -34,6 +35,7 @@ struct tide_comm {
     bool uid_attached;
     uint64_t uid_nonce;
     int timeout_ms;
+    int launcher_node;     /* this rank's node id from the launcher, or -1 */
     struct coll_ctx *coll; /* collectives, created by the first one */
     uint32_t nsplits;      /* split/dup calls so far: names the children's namespaces */
 };
