@@ -26,7 +26,7 @@ if [ $tcp = 1 ]; then
   mca="--mca btl tcp,self --mca btl_tcp_if_include lo"
   label="TCP only"
 else
-  tide_env="TIDE_TRANSPORTS=shm,tcp"
+  tide_env="TIDE_TRANSPORTS=shm,tcp ${TIDE_ALGO:+TIDE_ALGO=$TIDE_ALGO}"
   mca="--mca btl vader,self"
   label="shared memory"
 fi

@@ -21,7 +21,6 @@
  */
 #include <stdbool.h>
 #include <string.h>
-#include <sys/uio.h>
 #include "coll_ctx.h"
 
 #define PIECE (256 * 1024) /* stays in cache between the read and the reduce */
@@ -29,27 +28,6 @@
 typedef struct card {
     uint64_t in, out;
 } card_t;
-
-static tide_status_t all_to_all_small(coll_ctx_t *c, const void *mine, void *theirs, size_t len,
-                                      const char *what)
-{
-    coll_step_t steps[2 * 64];
-    int k = 0, n = c->nranks;
-    for (int p = 0; p < n; p++) {
-        if (p == c->rank)
-            continue;
-        steps[k++] = coll_send_step(p, mine, len);
-        steps[k++] = coll_recv_step(p, (char *)theirs + (size_t)p * len, len, NULL, 1);
-    }
-    return coll_xfer(c, steps, k, what);
-}
-
-static tide_status_t cma_read(coll_ctx_t *c, int peer, void *dst, uint64_t src, size_t len)
-{
-    struct iovec l = {dst, len}, r = {(void *)(uintptr_t)src, len};
-    ssize_t got = process_vm_readv(coll_shm_pid(c, peer), &l, 1, &r, 1, 0);
-    return got == (ssize_t)len ? TIDE_SUCCESS : TIDE_ERR_IO;
-}
 
 tide_status_t coll_allreduce_direct(coll_ctx_t *c, const coll_op_t *op)
 {
@@ -64,7 +42,7 @@ tide_status_t coll_allreduce_direct(coll_ctx_t *c, const coll_op_t *op)
 
     if (n > 64)
         return coll_allreduce_ring(c, op);
-    if ((st = all_to_all_small(c, &mine, cards, sizeof(card_t), "cards")) != TIDE_SUCCESS)
+    if ((st = coll_direct_exchange(c, &mine, cards, sizeof(card_t), "cards")) != TIDE_SUCCESS)
         return st;
         /* my slice: [lo, lo+cnt) elements */
 #define SLICE_LO(q)  (op->count * (size_t)(q) / (size_t)n)
@@ -84,7 +62,7 @@ tide_status_t coll_allreduce_direct(coll_ctx_t *c, const coll_op_t *op)
         for (int p = 0; p < n && st == TIDE_SUCCESS; p++) {
             if (p == r)
                 continue;
-            st = cma_read(c, p, piece, cards[p].in + (lo + off) * es, m * es);
+            st = coll_direct_read(c, p, piece, cards[p].in + (lo + off) * es, m * es);
             if (st != TIDE_SUCCESS)
                 break;
             if (first)
@@ -98,14 +76,14 @@ tide_status_t coll_allreduce_direct(coll_ctx_t *c, const coll_op_t *op)
         return st;
     if (op->redop == TIDE_AVG)
         coll_reduce_finish_avg(out + lo * es, cnt, op->dtype, n);
-    if ((st = all_to_all_small(c, &token, tokens, 1, "slices done")) != TIDE_SUCCESS)
+    if ((st = coll_direct_exchange(c, &token, tokens, 1, "slices done")) != TIDE_SUCCESS)
         return st;
     for (int p = 0; p < n && st == TIDE_SUCCESS; p++)
         if (p != r && SLICE_CNT(p))
-            st = cma_read(c, p, out + SLICE_LO(p) * es, cards[p].out + SLICE_LO(p) * es,
-                          SLICE_CNT(p) * es);
+            st = coll_direct_read(c, p, out + SLICE_LO(p) * es, cards[p].out + SLICE_LO(p) * es,
+                                  SLICE_CNT(p) * es);
 #undef SLICE_LO
 #undef SLICE_CNT
-    tide_status_t st2 = all_to_all_small(c, &token, tokens, 1, "reads done");
+    tide_status_t st2 = coll_direct_exchange(c, &token, tokens, 1, "reads done");
     return st != TIDE_SUCCESS ? st : st2;
 }

@@ -185,6 +185,15 @@ void coll_engine_teardown(coll_ctx_t *c);
 tide_status_t coll_allreduce_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allreduce_rd(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allreduce_direct(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_bcast_direct(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_allgather_direct(coll_ctx_t *c, const coll_op_t *op);
+
+/* Direct algorithms (coll_direct.c): ranks all local with CMA. Send `mine`
+ * (len bytes) to every peer and receive theirs into theirs[p * len]. */
+tide_status_t coll_direct_exchange(coll_ctx_t *c, const void *mine, void *theirs, size_t len,
+                                   const char *what);
+/* Read len bytes at address src of peer's memory into dst. */
+tide_status_t coll_direct_read(coll_ctx_t *c, int peer, void *dst, uint64_t src, size_t len);
 tide_status_t coll_allgather_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_reduce_scatter_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_bcast_tree(coll_ctx_t *c, const coll_op_t *op);

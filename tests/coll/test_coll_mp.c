@@ -69,6 +69,8 @@ static void test_forced_algorithms(void **state)
     matrix("7", "quick", "TIDE_ALGO=allreduce=ring", NULL, NULL);
     matrix("4", "full", "TIDE_ALGO=allreduce=direct", NULL, NULL);
     matrix("5", "quick", "TIDE_ALGO=allreduce=direct", NULL, NULL);
+    matrix("3", "quick", "TIDE_ALGO=direct", NULL, NULL); /* allgather, broadcast too */
+    matrix("4", "quick", "TIDE_ALGO=broadcast=tree,allgather=ring", NULL, NULL);
     matrix("6", "quick", "TIDE_ALGO=allreduce=ring", "TIDE_TRANSPORTS=tcp", NULL);
 }
 
