@@ -77,14 +77,9 @@ static void name_missing(const pmix_proc_t *me, int nranks, const char *key)
 /* Rank 0: start the store and publish it. */
 static tide_status_t publish_store(boot_job_t *job, const char *key)
 {
-    char host[TIDE_HOST_MAX], secret[33], addr[TIDE_ADDR_STR_MAX], value[TIDE_ADDR_STR_MAX + 40];
-    tide_status_t st;
-    if ((st = tide_param_str(TIDE_PARAM_BOOTSTRAP_ADDR, host, sizeof(host))) != TIDE_SUCCESS)
-        return st;
-    if (!host[0])
-        tide_sock_default_host(host, sizeof(host));
-    if ((st = tide_secret_new(secret)) != TIDE_SUCCESS ||
-        (st = boot_server_start(host, 0, secret, &job->server)) != TIDE_SUCCESS)
+    char secret[33], addr[TIDE_ADDR_STR_MAX], value[TIDE_ADDR_STR_MAX + 40];
+    tide_status_t st = boot_server_start_hosted(secret, &job->server);
+    if (st != TIDE_SUCCESS)
         return st;
     tide_sock_str(boot_server_addr(job->server), addr, sizeof(addr));
     snprintf(value, sizeof(value), "%s %s", addr, secret);

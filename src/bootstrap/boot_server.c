@@ -669,6 +669,19 @@ err_free:
     return st;
 }
 
+tide_status_t boot_server_start_hosted(char secret[33], boot_server_t **out)
+{
+    char host[TIDE_HOST_MAX];
+    tide_status_t st = tide_param_str(TIDE_PARAM_BOOTSTRAP_ADDR, host, sizeof(host));
+    if (st != TIDE_SUCCESS)
+        return st;
+    if (!host[0])
+        tide_sock_default_host(host, sizeof(host));
+    if ((st = tide_secret_new(secret)) != TIDE_SUCCESS)
+        return st;
+    return boot_server_start(host, 0, secret, out);
+}
+
 const tide_sockaddr_t *boot_server_addr(const boot_server_t *s)
 {
     return &s->addr;

@@ -20,6 +20,11 @@ typedef struct boot_server boot_server_t;
 tide_status_t boot_server_start(const char *host, uint16_t port, const char *secret,
                                 boot_server_t **out);
 
+/* A store hosted by this process for its job: on TIDE_BOOTSTRAP_ADDR (or
+ * the first non-loopback interface), any free port, a fresh secret
+ * (written to secret: 32 hex characters and a NUL). */
+tide_status_t boot_server_start_hosted(char secret[33], boot_server_t **out);
+
 /* The bound address (with the real port). */
 const tide_sockaddr_t *boot_server_addr(const boot_server_t *s);
 

@@ -55,26 +55,21 @@ static uint64_t get_le(const unsigned char *p, int n)
 
 tide_status_t boot_uid_create(tide_unique_id_t *id)
 {
-    char host[TIDE_HOST_MAX], secret[33];
+    char secret[33];
     unsigned char *p = (unsigned char *)id->internal;
     uint64_t nonce;
     boot_server_t *server;
     uid_server_t *entry;
     tide_status_t st;
 
-    if ((st = tide_param_str(TIDE_PARAM_BOOTSTRAP_ADDR, host, sizeof(host))) != TIDE_SUCCESS)
-        return st;
-    if (!host[0])
-        tide_sock_default_host(host, sizeof(host));
-    if ((st = tide_secret_new(secret)) != TIDE_SUCCESS ||
-        (st = tide_random_bytes(&nonce, sizeof(nonce))) != TIDE_SUCCESS)
+    if ((st = tide_random_bytes(&nonce, sizeof(nonce))) != TIDE_SUCCESS)
         return st;
     entry = calloc(1, sizeof(*entry));
     if (!entry) {
         tide_error("tide_get_unique_id: out of memory");
         return TIDE_ERR_NOMEM;
     }
-    if ((st = boot_server_start(host, 0, secret, &server)) != TIDE_SUCCESS) {
+    if ((st = boot_server_start_hosted(secret, &server)) != TIDE_SUCCESS) {
         free(entry);
         return st;
     }
