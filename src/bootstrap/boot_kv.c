@@ -191,8 +191,3 @@ bool boot_kv_del(boot_kv_t *kv, const char *key)
     free(e);
     return true;
 }
-
-size_t boot_kv_count(const boot_kv_t *kv)
-{
-    return kv->count;
-}

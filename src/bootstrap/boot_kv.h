@@ -32,6 +32,4 @@ tide_status_t boot_kv_cas(boot_kv_t *kv, const char *key, const void *expected, 
 
 bool boot_kv_del(boot_kv_t *kv, const char *key);
 
-size_t boot_kv_count(const boot_kv_t *kv);
-
 #endif

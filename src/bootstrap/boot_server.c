@@ -21,7 +21,7 @@
 #define CONN_FRAMES_PER_WAKEUP 64
 #define ACCEPT_PAUSE_MS        100
 
-enum { SERVER_RUN, SERVER_STOP, SERVER_STOP_WHEN_IDLE };
+enum { SERVER_RUN, SERVER_STOP };
 
 typedef struct conn {
     tide_list_t link;       /* server->conns, or server->dead */
@@ -531,9 +531,7 @@ static void *server_main(void *arg)
     struct epoll_event events[64];
 
     for (;;) {
-        int state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
-        if (state == SERVER_STOP ||
-            (state == SERVER_STOP_WHEN_IDLE && __atomic_load_n(&s->nconns, __ATOMIC_RELAXED) == 0))
+        if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == SERVER_STOP)
             break;
         int timeout = expire_timed(s);
         if (s->accept_paused && tide_time_ns() >= s->accept_resume) {
@@ -574,8 +572,6 @@ static void *server_main(void *arg)
         }
     }
     server_close_all(s);
-    if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == SERVER_STOP_WHEN_IDLE)
-        server_free(s);
     return NULL;
 }
 
@@ -720,13 +716,4 @@ void boot_server_drain(boot_server_t *s, int timeout_ms)
         tide_warn("store server: %d client(s) still connected after %d ms; stopping anyway",
                   boot_server_nconns(s), timeout_ms);
     boot_server_stop(s);
-}
-
-void boot_server_stop_when_idle(boot_server_t *s)
-{
-    if (!s)
-        return;
-    pthread_detach(s->thread);
-    __atomic_store_n(&s->state, SERVER_STOP_WHEN_IDLE, __ATOMIC_RELEASE);
-    server_wake(s);
 }

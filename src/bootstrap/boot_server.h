@@ -16,7 +16,7 @@ typedef struct boot_server boot_server_t;
 
 /* Start serving on host:port (host NULL or "": all interfaces; port 0:
  * any free port). Limits come from TIDE_STORE_*. The caller owns *out
- * and ends it with boot_server_stop or boot_server_stop_when_idle. */
+ * and ends it with boot_server_stop or boot_server_drain. */
 tide_status_t boot_server_start(const char *host, uint16_t port, const char *secret,
                                 boot_server_t **out);
 
@@ -37,9 +37,5 @@ void boot_server_stop(boot_server_t *s);
 /* Keep serving until no client is connected or timeout_ms passed, then
  * stop and free s. Blocks. */
 void boot_server_drain(boot_server_t *s, int timeout_ms);
-
-/* Stop once no client is connected (at once if none is); the server then
- * frees itself. s must not be used after this call. */
-void boot_server_stop_when_idle(boot_server_t *s);
 
 #endif

@@ -12,9 +12,6 @@
 #include "util_log.h"
 #include "util_time.h"
 
-tide_status_t coll_enqueue(coll_ctx_t *c, struct tide_work *w);
-tide_status_t coll_run_blocking(coll_ctx_t *c, const coll_op_t *op);
-
 static tide_status_t check(const coll_op_t *op, tide_comm_t *comm, bool reduce, bool rooted)
 {
     const char *name = coll_kind_name(op->kind);

@@ -312,8 +312,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-tide_status_t coll_enqueue(coll_ctx_t *c, struct tide_work *w);
-tide_status_t coll_enqueue(coll_ctx_t *c, struct tide_work *w)
+void coll_enqueue(coll_ctx_t *c, struct tide_work *w)
 {
     w->ctx = c;
     w->next = NULL;
@@ -326,10 +325,8 @@ tide_status_t coll_enqueue(coll_ctx_t *c, struct tide_work *w)
     c->pending++;
     pthread_cond_broadcast(&c->qcond);
     pthread_mutex_unlock(&c->qlock);
-    return TIDE_SUCCESS;
 }
 
-tide_status_t coll_run_blocking(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_run_blocking(coll_ctx_t *c, const coll_op_t *op)
 {
     pthread_mutex_lock(&c->qlock);
@@ -344,7 +341,10 @@ tide_status_t coll_run_blocking(coll_ctx_t *c, const coll_op_t *op)
         return st;
     }
     pthread_mutex_unlock(&c->qlock);
-    /* Operations are ahead of this one: queue it behind them and wait. */
+    /* Operations are ahead of this one: queue it behind them and wait. No
+     * timeout here: every queued operation ends by its own deadline (each
+     * of its transfers waits at most TIDE_BOOTSTRAP_TIMEOUT), and this one
+     * as well. */
     struct tide_work w = {.op = *op};
     coll_enqueue(c, &w);
     __atomic_add_fetch(&w.waiters, 1, __ATOMIC_ACQ_REL);

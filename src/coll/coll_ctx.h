@@ -146,6 +146,12 @@ tide_status_t coll_ctx_create(tide_comm_t *comm, coll_ctx_t **out);
 void coll_ctx_destroy(coll_ctx_t *c);
 tide_status_t coll_ctx_get(tide_comm_t *comm, coll_ctx_t **out);
 
+/* Run op in order: in the caller's thread when nothing is queued, else
+ * behind the queue (blocking until it is done). */
+tide_status_t coll_run_blocking(coll_ctx_t *c, const coll_op_t *op);
+/* Queue w (the caller's until it is done) for the worker. */
+void coll_enqueue(coll_ctx_t *c, struct tide_work *w);
+
 /* A scratch buffer of at least len bytes, valid until the next call (the
  * context runs one operation at a time). NULL when out of memory. */
 void *coll_scratch(coll_ctx_t *c, size_t len);

@@ -47,13 +47,18 @@ const char *coll_kind_name(coll_kind_t kind)
     return (unsigned)kind < COLL_KIND_COUNT ? names[kind] : "?";
 }
 
-static const coll_algo_t *find(coll_kind_t kind, const char *name, size_t len)
+static const coll_algo_t *find_n(coll_kind_t kind, const char *name, size_t len)
 {
     for (size_t i = 0; i < TIDE_ARRAY_SIZE(algos); i++)
         if (algos[i].kind == kind && strlen(algos[i].name) == len &&
             strncmp(algos[i].name, name, len) == 0)
             return &algos[i];
     return NULL;
+}
+
+static const coll_algo_t *find(coll_kind_t kind, const char *name)
+{
+    return find_n(kind, name, strlen(name));
 }
 
 /* The TIDE_ALGO entry for kind: NULL if none applies; *bad if the entry
@@ -66,11 +71,11 @@ static const coll_algo_t * override(coll_kind_t kind, const char *spec, bool *ba
         size_t len = strcspn(p, ",");
         const char *eq = memchr(p, '=', len);
         if (!eq) { /* a bare name applies wherever it exists */
-            const coll_algo_t *a = find(kind, p, len);
+            const coll_algo_t *a = find_n(kind, p, len);
             if (a)
                 return a;
         } else if ((size_t)(eq - p) == strlen(kname) && strncmp(p, kname, (size_t)(eq - p)) == 0) {
-            const coll_algo_t *a = find(kind, eq + 1, len - (size_t)(eq - p) - 1);
+            const coll_algo_t *a = find_n(kind, eq + 1, len - (size_t)(eq - p) - 1);
             *bad = !a;
             return a;
         }
@@ -101,16 +106,12 @@ tide_status_t coll_select(coll_ctx_t *c, const coll_op_t *op, const coll_algo_t 
         bool direct = c->direct_ok && bytes >= (op->kind == COLL_BROADCAST ? BCAST_DIRECT_MIN
                                                                            : ALLGATHER_DIRECT_MIN);
         if (op->kind == COLL_BROADCAST || op->kind == COLL_ALLGATHER)
-            a = find(op->kind,
-                     direct                       ? "direct"
-                     : op->kind == COLL_BROADCAST ? "tree"
-                                                  : "ring",
-                     direct ? 6 : 4);
+            a = find(op->kind, direct ? "direct" : op->kind == COLL_BROADCAST ? "tree" : "ring");
         if (op->kind == COLL_ALLREDUCE) {
             const char *name = bytes <= ALLREDUCE_RD_MAX                       ? "rd"
                                : c->direct_ok && bytes >= ALLREDUCE_DIRECT_MIN ? "direct"
                                                                                : "ring";
-            a = find(COLL_ALLREDUCE, name, strlen(name));
+            a = find(COLL_ALLREDUCE, name);
         }
         for (size_t i = 0; !a && i < TIDE_ARRAY_SIZE(algos); i++)
             if (algos[i].kind == op->kind)

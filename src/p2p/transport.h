@@ -47,4 +47,9 @@ struct p2p_transport_ops {
 extern const p2p_transport_ops_t p2p_shm_transport;
 extern const p2p_transport_ops_t p2p_tcp_transport;
 
+/* TCP test hooks: break stream `index` to peer as a failing link would;
+ * the slices written on all streams to peer so far. */
+void p2p_tcp_break_stream(tide_engine_t *e, int peer, int index);
+uint64_t p2p_tcp_slices(tide_engine_t *e, int peer);
+
 #endif

@@ -436,27 +436,34 @@ static void test_256_clients(void **state)
     assert_int_equal(n, NCLIENTS);
 }
 
-static void test_stop_when_idle(void **state)
+static void *drain_main(void *arg)
+{
+    boot_server_drain(arg, 10000);
+    return NULL;
+}
+
+static void test_drain(void **state)
 {
     fixture_t *fx = *state;
     boot_server_t *s;
     tide_store_t *a, *b = NULL;
     char addr[TIDE_ADDR_STR_MAX];
+    pthread_t t;
     assert_int_equal(boot_server_start("127.0.0.1", 0, SECRET, &s), TIDE_SUCCESS);
     tide_sock_str(boot_server_addr(s), addr, sizeof(addr));
     assert_int_equal(tide_store_connect(addr, SECRET, 2000, &a), TIDE_SUCCESS);
-    boot_server_stop_when_idle(s);
-    /* still serving its client */
+    pthread_create(&t, NULL, drain_main, s);
+    usleep(50000);
+    /* still serving its client while draining */
     assert_int_equal(tide_store_set(a, "k", "v", 1), TIDE_SUCCESS);
+    double t0 = test_now();
     tide_store_destroy(a);
-    /* gone once idle: nothing listens there any more */
-    tide_status_t st = TIDE_SUCCESS;
-    for (int i = 0; i < 50 && st == TIDE_SUCCESS; i++) {
-        usleep(20000);
-        st = tide_store_connect(addr, SECRET, 100, &b);
-        if (st == TIDE_SUCCESS)
-            tide_store_destroy(b);
-    }
+    pthread_join(t, NULL); /* returns once the client has gone, not at its timeout */
+    assert_true(test_now() - t0 < 5.0);
+    /* gone: nothing listens there any more */
+    tide_status_t st = tide_store_connect(addr, SECRET, 100, &b);
+    if (st == TIDE_SUCCESS)
+        tide_store_destroy(b);
     assert_int_not_equal(st, TIDE_SUCCESS);
     (void)fx;
 }
@@ -509,7 +516,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gone_while_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_conns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_256_clients, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_when_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_handle_no_head_of_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_connection_when_single_threaded, setup, teardown),
     };

@@ -18,6 +18,7 @@
 #include <string.h>
 #include "boot_server.h"
 #include "p2p.h"
+#include "transport.h"
 #include "tcp_frame.h"
 #include "util_sock.h"
 #include "util_time.h"
@@ -27,9 +28,6 @@
 #include <arpa/inet.h>
 #include "test_util.h"
 #include "tide.h"
-
-void p2p_tcp_break_stream(tide_engine_t *e, int peer, int index);
-uint64_t p2p_tcp_slices(tide_engine_t *e, int peer);
 
 #define REGION (1u << 20)
 

@@ -520,6 +520,27 @@ static void stream_fail(tcp_stream_t *st, const char *why, tide_status_t fail_wi
 
 /* ------------------------------------------------------------ receiving */
 
+/* One non-blocking recv: the bytes received (> 0), 0 when it would
+ * block, or -1 when the stream ended (why set). */
+static ssize_t rx_recv(int fd, void *buf, size_t len, const char **why)
+{
+    for (;;) {
+        ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+        if (n > 0)
+            return n;
+        if (n == 0) {
+            *why = "closed by the peer";
+            return -1;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        if (errno != EINTR) {
+            *why = strerror(errno);
+            return -1;
+        }
+    }
+}
+
 /* Make at least `want` unread bytes available in rbuf, or report why not:
  * 1 ready, 0 would block, -1 the stream ended (why set). */
 static int rx_fill(tcp_stream_t *st, size_t want, const char **why)
@@ -530,20 +551,10 @@ static int rx_fill(tcp_stream_t *st, size_t want, const char **why)
             st->rlen -= st->rpos;
             st->rpos = 0;
         }
-        ssize_t n = recv(st->fd, st->rbuf + st->rlen, RBUF_SIZE - st->rlen, MSG_DONTWAIT);
-        if (n > 0) {
-            st->rlen += (size_t)n;
-        } else if (n == 0) {
-            *why = "closed by the peer";
-            return -1;
-        } else if (errno == EINTR) {
-            continue;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return 0;
-        } else {
-            *why = strerror(errno);
-            return -1;
-        }
+        ssize_t n = rx_recv(st->fd, st->rbuf + st->rlen, RBUF_SIZE - st->rlen, why);
+        if (n <= 0)
+            return (int)n;
+        st->rlen += (size_t)n;
     }
     return 1;
 }
@@ -558,21 +569,11 @@ static int rx_payload(tcp_stream_t *st, const char **why)
     st->dst += take;
     st->left -= (uint32_t)take;
     while (st->left > 0) {
-        ssize_t n = recv(st->fd, st->dst, st->left, MSG_DONTWAIT);
-        if (n > 0) {
-            st->dst += n;
-            st->left -= (uint32_t)n;
-        } else if (n == 0) {
-            *why = "closed by the peer";
-            return -1;
-        } else if (errno == EINTR) {
-            continue;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return 0;
-        } else {
-            *why = strerror(errno);
-            return -1;
-        }
+        ssize_t n = rx_recv(st->fd, st->dst, st->left, why);
+        if (n <= 0)
+            return (int)n;
+        st->dst += n;
+        st->left -= (uint32_t)n;
     }
     return 1;
 }
@@ -1086,8 +1087,6 @@ const p2p_transport_ops_t p2p_tcp_transport = {
     .fini = tcp_fini,
 };
 
-/* Test hook: break stream `index` to peer as a failing link would. */
-void p2p_tcp_break_stream(tide_engine_t *e, int peer, int index);
 void p2p_tcp_break_stream(tide_engine_t *e, int peer, int index)
 {
     tcp_peer_t *tp = e->peers[peer].tcp;
@@ -1098,8 +1097,6 @@ void p2p_tcp_break_stream(tide_engine_t *e, int peer, int index)
     pthread_mutex_unlock(&st->lock);
 }
 
-/* Slices written on all streams to peer so far (tests and counters). */
-uint64_t p2p_tcp_slices(tide_engine_t *e, int peer);
 uint64_t p2p_tcp_slices(tide_engine_t *e, int peer)
 {
     tcp_peer_t *tp = e->peers[peer].tcp;
