@@ -261,20 +261,22 @@ typedef struct tide_engine tide_engine_t;
 typedef struct tide_batch tide_batch_t;
 
 /* Transport bits for tide_engine_config_t.transports. */
-#define TIDE_TRANSPORT_SHM 0x1u
-#define TIDE_TRANSPORT_TCP 0x2u
+#define TIDE_TRANSPORT_SHM  0x1u
+#define TIDE_TRANSPORT_TCP  0x2u
+#define TIDE_TRANSPORT_RDMA 0x4u
 
 typedef struct tide_engine_config {
     size_t size;             /* sizeof(tide_engine_config_t) */
-    unsigned int transports; /* 0: TIDE_TRANSPORTS (default shm,tcp) */
+    unsigned int transports; /* 0: TIDE_TRANSPORTS (default shm,rdma,tcp) */
     int tcp_streams;         /* 0: TIDE_TCP_STREAMS */
     size_t slice_size;       /* 0: TIDE_SLICE_SIZE */
     int timeout_ms;          /* setup waits; 0: TIDE_BOOTSTRAP_TIMEOUT */
+    const char *ib_devices;  /* RDMA devices, in order ("mlx5_0,mlx5_1"); NULL: TIDE_IB_DEVICES */
 } tide_engine_config_t;
 
 #define TIDE_ENGINE_CONFIG_INIT                                                                    \
     {                                                                                              \
-        sizeof(tide_engine_config_t), 0, 0, 0, 0                                                   \
+        sizeof(tide_engine_config_t), 0, 0, 0, 0, NULL                                             \
     }
 
 /* Create an engine over the ranks of a communicator (collective over
@@ -373,6 +375,40 @@ TIDE_API tide_status_t tide_notify_count(tide_engine_t *engine, int peer, uint64
 /* Wait until at least count notifications from peer have arrived. */
 TIDE_API tide_status_t tide_notify_wait(tide_engine_t *engine, int peer, uint64_t count,
                                         int timeout_ms);
+
+/* Paths: the ways an engine reaches a peer (the shm path, each TCP stream,
+ * each RDMA queue pair on each NIC), with their health and counters. */
+typedef enum tide_path_state {
+    TIDE_PATH_OK = 0,   /* carries data */
+    TIDE_PATH_DEGRADED, /* carries data; errors were seen */
+    TIDE_PATH_FAILED,   /* carries nothing; its work moved to other paths */
+    TIDE_PATH_PROBING   /* being re-established */
+} tide_path_state_t;
+
+typedef struct tide_path_stats {
+    char name[48];          /* "shm->1", "tcp->1#0", "rdma->1#rxe_a0.1" */
+    unsigned int transport; /* TIDE_TRANSPORT_* */
+    tide_path_state_t state;
+    uint64_t slices;    /* slices carried */
+    uint64_t bytes;     /* bytes carried */
+    uint64_t errors;    /* failures seen on the path */
+    uint64_t failovers; /* slices moved off it to other paths */
+} tide_path_stats_t;
+
+/* The paths to peer: up to max into out; *n is how many there are (may
+ * exceed max). */
+TIDE_API tide_status_t tide_engine_paths(tide_engine_t *engine, int peer, tide_path_stats_t *out,
+                                         size_t max, size_t *n);
+
+/* Engine-wide RDMA counters since creation (all zero without RDMA). */
+typedef struct tide_engine_counters {
+    uint64_t rdma_post_calls; /* ibv_post_send calls */
+    uint64_t rdma_wrs;        /* work requests posted */
+    uint64_t rdma_signaled;   /* of them signaled */
+    uint64_t rdma_cqes;       /* completions polled */
+} tide_engine_counters_t;
+
+TIDE_API tide_status_t tide_engine_counters(tide_engine_t *engine, tide_engine_counters_t *out);
 
 /* ----------------------------------------------------------- collectives */
 

@@ -18,6 +18,7 @@
 
 #define P2P_BOOT_ID_MAX 40
 #define P2P_NCHAN       4 /* signal channels per peer; 0 is the public notification */
+#define P2P_MAX_DEVS    4 /* RDMA devices an engine uses at most */
 
 typedef struct p2p_transport_ops p2p_transport_ops_t;
 
@@ -31,10 +32,13 @@ typedef enum p2p_path_state {
 } p2p_path_state_t;
 
 typedef struct p2p_path {
-    char name[48]; /* "shm->3", "tcp->3#1" */
+    char name[48]; /* "shm->3", "tcp->3#1", "rdma->3#rxe_a0.1" */
     int state;     /* p2p_path_state_t, atomic */
     uint64_t slices, bytes, errors, failovers;
 } p2p_path_t;
+
+/* Copy a path's name, state and counters out (for tide_engine_paths). */
+void p2p_path_stats(const p2p_path_t *path, unsigned transport, tide_path_stats_t *out);
 
 /* The one place a path changes state: logs "name: old -> new (why)", as a
  * warning when it fails or degrades with work on it (`with_work`), else
@@ -55,6 +59,10 @@ typedef struct p2p_lseg {
     int memfd; /* P2P_SEG_SHM: backing memfd */
     int busy;  /* atomic: transfers using the memory right now */
     bool dead; /* freed by the user, waiting for busy == 0 */
+    /* RDMA: the registration on each of the engine's devices (0: none) */
+    void *mr[P2P_MAX_DEVS];
+    uint32_t lkey[P2P_MAX_DEVS], rkey[P2P_MAX_DEVS];
+    uint32_t rkey_valid; /* bit d: registered on device d */
 } p2p_lseg_t;
 
 /* What peers learn of a segment (published in the store). */
@@ -67,6 +75,8 @@ typedef struct p2p_seg_desc {
     uint64_t len;
     int32_t pid;
     int32_t memfd;
+    uint32_t rkey[P2P_MAX_DEVS]; /* RDMA: per device of the owner */
+    uint32_t rkey_valid;         /* bit d: rkey[d] is valid */
 } p2p_seg_desc_t;
 
 _Static_assert(sizeof(p2p_seg_desc_t) <= TIDE_SEGMENT_DESC_MAX, "descriptor fits the API's bound");
@@ -102,6 +112,7 @@ typedef struct p2p_peer {
     uint32_t nrsegs;
     p2p_path_t shm_path;
     void *tcp;                  /* the TCP transport's per-peer state */
+    void *rdma;                 /* the RDMA transport's per-peer state, or NULL */
     uint64_t notify_sent;       /* atomic: sequence of our notifications to it */
     uint64_t signal[P2P_NCHAN]; /* atomic: highest value received per channel;
                                    channel 0 counts TIDE_BATCH_NOTIFY batches */
@@ -121,12 +132,14 @@ typedef struct p2p_slice {
     p2p_rseg_t *rseg;
     uint64_t roff;
     uint32_t len;
-    uint64_t tag;    /* signal value */
-    uint32_t chan;   /* signal channel */
-    uint8_t hdr[32]; /* the transport's frame header for it */
+    uint64_t tag;                 /* signal value */
+    struct tide_batch *sig_batch; /* an in-band signal: the batch it follows */
+    uint32_t chan;                /* signal channel */
+    uint8_t hdr[32];              /* the transport's frame header for it */
 } p2p_slice_t;
 
 #define P2P_OP_NOTIFY 2
+#define P2P_OP_CTRL   3 /* a transport's control message (chan, roff, tag) */
 
 struct tide_batch {
     tide_engine_t *engine;
@@ -152,7 +165,7 @@ struct tide_batch {
 
 typedef void (*p2p_signal_hook_t)(void *arg);
 
-#define P2P_MAX_TRANSPORTS 2
+#define P2P_MAX_TRANSPORTS 3
 
 struct tide_engine {
     int rank, nranks;
@@ -163,6 +176,7 @@ struct tide_engine {
     size_t slice_size;
     size_t sockbuf;
     char tcp_host[TIDE_HOST_MAX];
+    char ib_devices[256]; /* TIDE_IB_DEVICES or the config's */
     p2p_ep_info_t self;
     p2p_peer_t *peers; /* [nranks] */
 
@@ -179,6 +193,10 @@ struct tide_engine {
 
     p2p_signal_hook_t signal_hook;
     void *signal_hook_arg;
+
+    tide_engine_counters_t counters; /* atomic; the RDMA transport counts */
+    pthread_rwlock_t ctrl_lock;      /* held while a control message is delivered */
+    bool closing;                    /* under ctrl_lock: deliver no more */
 
     const p2p_transport_ops_t *tr[P2P_MAX_TRANSPORTS];
     void *tr_ctx[P2P_MAX_TRANSPORTS];
@@ -211,9 +229,21 @@ void p2p_slice_done(tide_engine_t *e, p2p_slice_t *s, tide_status_t status);
  * Channel 0 is tide_notify_*; the others are for layers above. */
 void p2p_signal_received(tide_engine_t *e, int from, uint32_t chan, uint64_t value);
 
-/* Set peer's counter for us on chan to value (sent over TCP; to ourselves
- * directly). Non-blocking. */
+/* Set peer's counter for us on chan to value (over RDMA where it reaches,
+ * else TCP; to ourselves directly). Non-blocking. */
 void p2p_signal_post(tide_engine_t *e, int peer, uint32_t chan, uint64_t value);
+
+/* Transport control messages: (kind, a, b) to the same transport of peer,
+ * carried over TCP (best effort: lost when TCP to peer is down).
+ * Delivered to that transport's ctrl op on the TCP progress thread. */
+void p2p_ctrl_post(tide_engine_t *e, int peer, unsigned transport, uint32_t kind, uint64_t a,
+                   uint64_t b);
+void p2p_ctrl_received(tide_engine_t *e, int from, uint32_t word, uint64_t a, uint64_t b);
+
+/* Slices a transport took but can no longer carry (its paths to peer
+ * failed): hand them to the transports after it, TCP last (TCP is every
+ * failed path's fallback, whatever TIDE_TRANSPORTS says). Any thread. */
+void p2p_reroute(tide_engine_t *e, unsigned from_transport, int peer, p2p_slice_t **s, size_t n);
 
 static inline uint64_t p2p_signal_value(tide_engine_t *e, int peer, uint32_t chan);
 

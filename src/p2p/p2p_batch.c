@@ -37,28 +37,58 @@ static void futex_wait(uint32_t *word, uint32_t expected, int64_t deadline)
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
 }
 
-void p2p_signal_post(tide_engine_t *e, int peer, uint32_t chan, uint64_t value)
+static p2p_slice_t *small_slice(int peer, uint8_t op, uint32_t chan, uint64_t roff, uint64_t tag)
+{
+    p2p_slice_t *s = calloc(1, sizeof(*s));
+    if (s) {
+        s->op = op;
+        s->peer = peer;
+        s->chan = chan;
+        s->roff = roff;
+        s->tag = tag;
+    }
+    return s;
+}
+
+/* Offer one signal or control slice to the transports with `bits`, in
+ * order; true when one took it. */
+static bool post_one(tide_engine_t *e, int peer, p2p_slice_t *s, unsigned bits)
 {
     p2p_peer_t *p = &e->peers[peer];
+    p2p_slice_t *one[1] = {s};
+    for (int i = 0; i < e->ntr; i++)
+        if ((e->tr[i]->bit & bits) && e->tr[i]->reaches(e->tr_ctx[i], p) &&
+            e->tr[i]->post(e->tr_ctx[i], p, one, 1) == 1)
+            return true;
+    return false;
+}
+
+void p2p_signal_post(tide_engine_t *e, int peer, uint32_t chan, uint64_t value)
+{
     if (peer == e->rank) {
         p2p_signal_received(e, peer, chan, value);
         return;
     }
-    p2p_slice_t *s = calloc(1, sizeof(*s));
+    p2p_slice_t *s = small_slice(peer, P2P_OP_NOTIFY, chan, 0, value);
     if (!s) {
         tide_error("signal to rank %d: out of memory", peer);
         return;
     }
-    s->op = P2P_OP_NOTIFY;
-    s->peer = peer;
-    s->chan = chan;
-    s->tag = value;
-    p2p_slice_t *one[1] = {s};
-    for (int i = 0; i < e->ntr; i++)
-        if (e->tr[i]->bit == TIDE_TRANSPORT_TCP && e->tr[i]->post(e->tr_ctx[i], p, one, 1) == 1)
-            return;
-    tide_error("signal to rank %d: no transport carries signals", peer);
-    free(s);
+    unsigned bits = TIDE_TRANSPORT_TCP | (e->transports & TIDE_TRANSPORT_RDMA);
+    if (!post_one(e, peer, s, bits)) {
+        tide_error("signal to rank %d: no transport carries signals", peer);
+        free(s);
+    }
+}
+
+void p2p_ctrl_post(tide_engine_t *e, int peer, unsigned transport, uint32_t kind, uint64_t a,
+                   uint64_t b)
+{
+    p2p_slice_t *s = small_slice(peer, P2P_OP_CTRL, (transport << 24) | (kind & 0xffffffu), a, b);
+    if (!s || !post_one(e, peer, s, TIDE_TRANSPORT_TCP)) {
+        tide_warn("control message to rank %d: %s", peer, s ? "no tcp path" : "out of memory");
+        free(s);
+    }
 }
 
 /* A notification (channel 0) to peer, numbered in sequence. */
@@ -77,11 +107,11 @@ static void batch_complete(tide_engine_t *e, tide_batch_t *b)
     int speer = b->signal_peer;
     uint32_t schan = b->signal_chan;
     uint64_t svalue = b->signal_value;
+    bool inband = __atomic_load_n(&b->signal_inband, __ATOMIC_ACQUIRE);
     __atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
     if (__atomic_load_n(&b->waiters, __ATOMIC_ACQUIRE))
         futex_wake_all(&b->done);
     /* b may be freed and reused from here on */
-    bool inband = b->signal_inband;
     if (speer >= 0) {
         if (ok && !inband)
             p2p_signal_post(e, speer, schan, svalue);
@@ -98,8 +128,11 @@ void p2p_slice_done(tide_engine_t *e, p2p_slice_t *s, tide_status_t status)
 {
     if (s->lseg)
         p2p_lseg_put(s->lseg);
-    if (!s->batch) {                                /* a signal */
-        if (status != TIDE_SUCCESS && s->chan == 0) /* a user's notification */
+    if (!s->batch) { /* a signal or control message */
+        if (s->op == P2P_OP_CTRL) {
+            if (status != TIDE_SUCCESS)
+                tide_info("control message to rank %d lost: %s", s->peer, tide_status_str(status));
+        } else if (status != TIDE_SUCCESS && s->chan == 0) /* a user's notification */
             tide_error("notification %" PRIu64 " to rank %d lost: %s", s->tag, s->peer,
                        tide_status_str(status));
         else if (status != TIDE_SUCCESS)
@@ -203,14 +236,17 @@ err:
     return NULL;
 }
 
-/* Hand slices of one peer to the transports, in order of preference. */
-static void route(tide_engine_t *e, int peer, p2p_slice_t **s, size_t n)
+/* Hand slices of one peer to the transports from index `first` on, in
+ * order of preference; `fallback`: TCP takes what is left, allowed or not. */
+static void route_from(tide_engine_t *e, int first, bool fallback, int peer, p2p_slice_t **s,
+                       size_t n)
 {
     p2p_peer_t *p = &e->peers[peer];
-    for (int i = 0; i < e->ntr && n > 0; i++) {
+    for (int i = first; i < e->ntr && n > 0; i++) {
         /* Our own segments are plain memory, whatever the transports. */
-        bool allowed = (e->transports & e->tr[i]->bit) ||
-                       (peer == e->rank && e->tr[i]->bit == TIDE_TRANSPORT_SHM);
+        unsigned bit = e->tr[i]->bit;
+        bool allowed = (e->transports & bit) || (peer == e->rank && bit == TIDE_TRANSPORT_SHM) ||
+                       (fallback && bit == TIDE_TRANSPORT_TCP);
         if (!allowed || !e->tr[i]->reaches(e->tr_ctx[i], p))
             continue;
         size_t taken = e->tr[i]->post(e->tr_ctx[i], p, s, n);
@@ -222,6 +258,22 @@ static void route(tide_engine_t *e, int peer, p2p_slice_t **s, size_t n)
         for (size_t i = 0; i < n; i++)
             p2p_slice_done(e, s[i], TIDE_ERR_LINK);
     }
+}
+
+static void route(tide_engine_t *e, int peer, p2p_slice_t **s, size_t n)
+{
+    /* A peer reached over RDMA falls back to TCP while its RDMA paths are
+     * down, for new work as for the work of the failed paths. */
+    bool fallback = (e->transports & TIDE_TRANSPORT_RDMA) && e->peers[peer].rdma;
+    route_from(e, 0, fallback, peer, s, n);
+}
+
+void p2p_reroute(tide_engine_t *e, unsigned from_transport, int peer, p2p_slice_t **s, size_t n)
+{
+    int i = 0;
+    while (i < e->ntr && e->tr[i]->bit != from_transport)
+        i++;
+    route_from(e, i + 1, true, peer, s, n);
 }
 
 static size_t count_slices(const tide_engine_t *e, const tide_request_t *reqs, size_t n)

@@ -41,7 +41,7 @@ static void self_info(tide_engine_t *e)
     s->pid_ns = ns_inode("/proc/self/ns/pid");
 }
 
-/* TIDE_TRANSPORTS: a comma-separated subset of shm,tcp. */
+/* TIDE_TRANSPORTS: a comma-separated subset of shm,rdma,tcp. */
 static tide_status_t parse_transports(unsigned *mask)
 {
     char buf[64];
@@ -54,8 +54,10 @@ static tide_status_t parse_transports(unsigned *mask)
             *mask |= TIDE_TRANSPORT_SHM;
         else if (strcmp(t, "tcp") == 0)
             *mask |= TIDE_TRANSPORT_TCP;
+        else if (strcmp(t, "rdma") == 0)
+            *mask |= TIDE_TRANSPORT_RDMA;
         else {
-            tide_error("TIDE_TRANSPORTS: unknown transport '%s' (known: shm, tcp)", t);
+            tide_error("TIDE_TRANSPORTS: unknown transport '%s' (known: shm, rdma, tcp)", t);
             return TIDE_ERR_INVALID;
         }
     }
@@ -74,7 +76,7 @@ static tide_status_t read_config(tide_engine_t *e, const tide_engine_config_t *c
 
     if (cfg_in && cfg_in->size >= sizeof(size_t))
         memcpy(&cfg, cfg_in, TIDE_MIN(cfg_in->size, sizeof(cfg)));
-    if (cfg.transports & ~(TIDE_TRANSPORT_SHM | TIDE_TRANSPORT_TCP)) {
+    if (cfg.transports & ~(TIDE_TRANSPORT_SHM | TIDE_TRANSPORT_TCP | TIDE_TRANSPORT_RDMA)) {
         tide_error("tide_engine_config_t: unknown transport bits 0x%x", cfg.transports);
         return TIDE_ERR_INVALID;
     }
@@ -108,6 +110,16 @@ static tide_status_t read_config(tide_engine_t *e, const tide_engine_config_t *c
         return st;
     if (!e->tcp_host[0])
         tide_sock_default_host(e->tcp_host, sizeof(e->tcp_host));
+    if (cfg.ib_devices) { /* NULL from TIDE_ENGINE_CONFIG_INIT for an older, smaller config */
+        if (strlen(cfg.ib_devices) >= sizeof(e->ib_devices)) {
+            tide_error("tide_engine_config_t: ib_devices is longer than %zu characters",
+                       sizeof(e->ib_devices) - 1);
+            return TIDE_ERR_INVALID;
+        }
+        strcpy(e->ib_devices, cfg.ib_devices);
+    } else if ((st = tide_param_str(TIDE_PARAM_IB_DEVICES, e->ib_devices, sizeof(e->ib_devices))) !=
+               TIDE_SUCCESS)
+        return st;
     return TIDE_SUCCESS;
 }
 
@@ -152,7 +164,16 @@ static tide_status_t exchange_endpoints(tide_engine_t *e)
 
 static void engine_free(tide_engine_t *e)
 {
-    for (int i = e->ntr - 1; i >= 0; i--)
+    /* No control message reaches a transport from here on; then every
+     * transport's threads stop before any transport is freed, since they
+     * call into each other (failover, control messages). */
+    pthread_rwlock_wrlock(&e->ctrl_lock);
+    e->closing = true;
+    pthread_rwlock_unlock(&e->ctrl_lock);
+    for (int i = 0; i < e->ntr; i++)
+        if (e->tr[i]->stop)
+            e->tr[i]->stop(e->tr_ctx[i]);
+    for (int i = 0; i < e->ntr; i++)
         e->tr[i]->fini(e->tr_ctx[i]);
     if (e->peers)
         p2p_segments_fini(e);
@@ -168,6 +189,7 @@ static void engine_free(tide_engine_t *e)
     free(e->peers);
     boot_store_free(e->store);
     pthread_rwlock_destroy(&e->lseg_lock);
+    pthread_rwlock_destroy(&e->ctrl_lock);
     pthread_mutex_destroy(&e->batch_lock);
     pthread_mutex_destroy(&e->notify_lock);
     pthread_cond_destroy(&e->notify_cond);
@@ -188,6 +210,7 @@ tide_status_t p2p_engine_create(tide_store_t *store, int rank, int nranks,
     e->rank = rank;
     e->nranks = nranks;
     pthread_rwlock_init(&e->lseg_lock, NULL);
+    pthread_rwlock_init(&e->ctrl_lock, NULL);
     pthread_mutex_init(&e->batch_lock, NULL);
     pthread_mutex_init(&e->notify_lock, NULL);
     pthread_condattr_init(&ca);
@@ -210,18 +233,25 @@ tide_status_t p2p_engine_create(tide_store_t *store, int rank, int nranks,
         snprintf(e->peers[r].shm_path.name, sizeof(e->peers[r].shm_path.name), "shm->%d", r);
     }
     self_info(e);
-    /* shm first: preferred where it reaches; tcp always (notifications). */
-    const p2p_transport_ops_t *all[] = {&p2p_shm_transport, &p2p_tcp_transport};
+    /* In order of preference: shm where it reaches, then rdma (only when
+     * asked for), then tcp, always (signals, control, every fallback). */
+    const p2p_transport_ops_t *all[] = {&p2p_shm_transport, &p2p_rdma_transport,
+                                        &p2p_tcp_transport};
     for (size_t i = 0; i < TIDE_ARRAY_SIZE(all); i++) {
+        if (all[i]->bit == TIDE_TRANSPORT_RDMA && !(e->transports & TIDE_TRANSPORT_RDMA))
+            continue;
         if ((st = all[i]->init(e, &e->tr_ctx[e->ntr])) != TIDE_SUCCESS)
             goto err;
         e->tr[e->ntr++] = all[i];
     }
     if ((st = exchange_endpoints(e)) != TIDE_SUCCESS)
         goto err;
-    tide_info("engine ready: rank %d of %d, transports 0x%x, %d tcp streams per peer, slices of "
-              "%zu bytes",
-              rank, nranks, e->transports, e->tcp_streams, e->slice_size);
+    for (int i = 0; i < e->ntr; i++)
+        if (e->tr[i]->connect)
+            e->tr[i]->connect(e->tr_ctx[i]);
+    tide_info("engine ready: rank %d of %d, transports 0x%x (this host: 0x%x), %d tcp streams "
+              "per peer, slices of %zu bytes",
+              rank, nranks, e->transports, e->self.transports, e->tcp_streams, e->slice_size);
     *out = e;
     return TIDE_SUCCESS;
 err:
@@ -311,5 +341,56 @@ tide_status_t tide_notify_wait(tide_engine_t *e, int peer, uint64_t count, int t
                    (unsigned long long)have, (unsigned long long)count, peer, timeout_ms);
         return TIDE_ERR_TIMEOUT;
     }
+    return TIDE_SUCCESS;
+}
+
+/* ------------------------------------------------------ control messages */
+
+void p2p_ctrl_received(tide_engine_t *e, int from, uint32_t word, uint64_t a, uint64_t b)
+{
+    unsigned bit = word >> 24;
+    pthread_rwlock_rdlock(&e->ctrl_lock);
+    for (int i = 0; i < e->ntr && !e->closing; i++)
+        if (e->tr[i]->bit == bit && e->tr[i]->ctrl) {
+            e->tr[i]->ctrl(e->tr_ctx[i], from, word & 0xffffffu, a, b);
+            pthread_rwlock_unlock(&e->ctrl_lock);
+            return;
+        }
+    pthread_rwlock_unlock(&e->ctrl_lock);
+    tide_debug("control message 0x%x from rank %d for a transport not here: dropped", word, from);
+}
+
+/* ------------------------------------------------------------ statistics */
+
+tide_status_t tide_engine_paths(tide_engine_t *e, int peer, tide_path_stats_t *out, size_t max,
+                                size_t *n)
+{
+    if (!e || !n || (max > 0 && !out) || peer < 0 || peer >= e->nranks) {
+        tide_error("tide_engine_paths: need an engine, a count, room for max (%zu) paths and a "
+                   "peer in range (%d)",
+                   max, peer);
+        return TIDE_ERR_INVALID;
+    }
+    size_t total = 0;
+    for (int i = 0; i < e->ntr; i++) {
+        if (!e->tr[i]->paths)
+            continue;
+        size_t room = total < max ? max - total : 0;
+        total += e->tr[i]->paths(e->tr_ctx[i], &e->peers[peer], room ? out + total : NULL, room);
+    }
+    *n = total;
+    return TIDE_SUCCESS;
+}
+
+tide_status_t tide_engine_counters(tide_engine_t *e, tide_engine_counters_t *out)
+{
+    if (!e || !out) {
+        tide_error("tide_engine_counters: need an engine and an output");
+        return TIDE_ERR_INVALID;
+    }
+    out->rdma_post_calls = __atomic_load_n(&e->counters.rdma_post_calls, __ATOMIC_RELAXED);
+    out->rdma_wrs = __atomic_load_n(&e->counters.rdma_wrs, __ATOMIC_RELAXED);
+    out->rdma_signaled = __atomic_load_n(&e->counters.rdma_signaled, __ATOMIC_RELAXED);
+    out->rdma_cqes = __atomic_load_n(&e->counters.rdma_cqes, __ATOMIC_RELAXED);
     return TIDE_SUCCESS;
 }

@@ -1,5 +1,6 @@
 /* Path health: the one function that changes a path's state. */
 #define TIDE_LOG_THIS TIDE_SUBSYS_P2P
+#include <string.h>
 #include "p2p.h"
 #include "util_log.h"
 
@@ -35,4 +36,17 @@ bool p2p_path_usable(const p2p_path_t *path)
 {
     int st = __atomic_load_n(&path->state, __ATOMIC_ACQUIRE);
     return st == P2P_PATH_OK || st == P2P_PATH_DEGRADED;
+}
+
+void p2p_path_stats(const p2p_path_t *path, unsigned transport, tide_path_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    memcpy(out->name, path->name, sizeof(out->name));
+    out->name[sizeof(out->name) - 1] = '\0';
+    out->transport = transport;
+    out->state = (tide_path_state_t)__atomic_load_n(&path->state, __ATOMIC_ACQUIRE);
+    out->slices = __atomic_load_n(&path->slices, __ATOMIC_RELAXED);
+    out->bytes = __atomic_load_n(&path->bytes, __ATOMIC_RELAXED);
+    out->errors = __atomic_load_n(&path->errors, __ATOMIC_RELAXED);
+    out->failovers = __atomic_load_n(&path->failovers, __ATOMIC_RELAXED);
 }

@@ -40,6 +40,8 @@ static void seg_describe(const tide_engine_t *e, const p2p_lseg_t *seg, p2p_seg_
     d->len = seg->len;
     d->pid = (int32_t)getpid();
     d->memfd = seg->memfd;
+    memcpy(d->rkey, seg->rkey, sizeof(d->rkey));
+    d->rkey_valid = seg->rkey_valid;
 }
 
 /* Add seg to the table and publish its descriptor. */
@@ -69,6 +71,9 @@ static tide_status_t lseg_add(tide_engine_t *e, p2p_lseg_t *seg, uint32_t *id)
         tide_error("segment table: out of memory");
         return st;
     }
+    for (int i = 0; i < e->ntr; i++)
+        if (e->tr[i]->seg_register)
+            e->tr[i]->seg_register(e->tr_ctx[i], seg);
     seg_describe(e, seg, &d);
     snprintf(key, sizeof(key), "seg/%d/%u", e->rank, seg->id);
     st = tide_store_set(e->store, key, &d, sizeof(d));
@@ -188,6 +193,9 @@ tide_status_t tide_segment_free(tide_engine_t *e, uint32_t id)
     pthread_rwlock_unlock(&e->lseg_lock);
     snprintf(key, sizeof(key), "seg/%d/%u", e->rank, id);
     tide_store_delete(e->store, key, NULL);
+    for (int i = 0; i < e->ntr; i++)
+        if (e->tr[i]->seg_deregister)
+            e->tr[i]->seg_deregister(e->tr_ctx[i], seg);
     lseg_release(seg);
     return TIDE_SUCCESS;
 }

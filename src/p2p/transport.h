@@ -24,6 +24,11 @@ struct p2p_transport_ops {
      * nothing is left to undo. */
     tide_status_t (*init)(tide_engine_t *e, void **ctx);
 
+    /* After the exchange: connect to the peers (blocking, collective over
+     * the engine's ranks through its store). Optional. On error the
+     * transport carries nothing, and the engine goes on without it. */
+    void (*connect)(void *ctx);
+
     /* After the exchange: can this transport reach peer? Creating thread. */
     bool (*reaches)(void *ctx, const p2p_peer_t *peer);
 
@@ -33,11 +38,29 @@ struct p2p_transport_ops {
     void (*seg_open)(void *ctx, p2p_peer_t *peer, p2p_rseg_t *rseg);
     void (*seg_close)(void *ctx, p2p_rseg_t *rseg);
 
+    /* Prepare a local segment before it is published (e.g. register it
+     * with the NICs, filling seg->rkey); undo it. Optional. A failure only
+     * means this transport cannot carry slices to or from that segment. */
+    void (*seg_register)(void *ctx, p2p_lseg_t *seg);
+    void (*seg_deregister)(void *ctx, p2p_lseg_t *seg);
+
     /* Post slices[0..n) to peer. Does not block on the network; may
      * complete slices before it returns. Returns how many it took (a
      * prefix of the array); the rest go to the next transport. Any thread,
      * concurrently. */
     size_t (*post)(void *ctx, p2p_peer_t *peer, p2p_slice_t **slices, size_t n);
+
+    /* Append up to max of the paths to peer to out; return how many there
+     * are. Optional. Any thread. */
+    size_t (*paths)(void *ctx, p2p_peer_t *peer, tide_path_stats_t *out, size_t max);
+
+    /* A control message (kind, a, b) from the same transport of peer
+     * `from` (see p2p_ctrl_post). Optional. The TCP progress thread. */
+    void (*ctrl)(void *ctx, int from, uint32_t kind, uint64_t a, uint64_t b);
+
+    /* Quiesce: stop the transport's threads, so that nothing calls into
+     * the engine or other transports any more. Optional; fini follows. */
+    void (*stop)(void *ctx);
 
     /* Stop: every slice still held completes with TIDE_ERR_REVOKED; then
      * free ctx. Blocking; the destroying thread. */
@@ -46,6 +69,7 @@ struct p2p_transport_ops {
 
 extern const p2p_transport_ops_t p2p_shm_transport;
 extern const p2p_transport_ops_t p2p_tcp_transport;
+extern const p2p_transport_ops_t p2p_rdma_transport;
 
 /* TCP test hooks: break stream `index` to peer as a failing link would;
  * the slices written on all streams to peer so far. */

@@ -51,8 +51,23 @@
       "Set by PMIx launchers (mpirun, srun); PMIx is tried only when it is set.")                  \
     X(LAUNCHER_SLURM_NTASKS, "SLURM_NTASKS", INT, "-1", "-1:16777216",                             \
       "Set by srun; > 1 with no other rendezvous is refused.")                                     \
-    X(TRANSPORTS, "TIDE_TRANSPORTS", STR, "shm,tcp", "",                                           \
-      "Transports the engine may use for data, from shm,tcp (tcp also carries notifications).")    \
+    X(TRANSPORTS, "TIDE_TRANSPORTS", STR, "shm,rdma,tcp", "",                                      \
+      "Transports the engine may use for data, from shm,rdma,tcp, preferred in that order. TCP "   \
+      "always carries control messages, and the slices of failed shm/RDMA paths.")                 \
+    X(IB_DEVICES, "TIDE_IB_DEVICES", STR, "", "",                                                  \
+      "RDMA devices to use, in order (mlx5_0,mlx5_1; at most 4); default: every device with an "   \
+      "active port.")                                                                              \
+    X(IB_GID_INDEX, "TIDE_IB_GID_INDEX", INT, "-1", "-1:1023",                                     \
+      "GID index for RoCE; -1: the first RoCE v2 GID holding an IPv4 address, else RoCE v2, "      \
+      "else 0.")                                                                                   \
+    X(IB_QPS_PER_EP, "TIDE_IB_QPS_PER_EP", INT, "2", "1:16",                                       \
+      "RDMA queue pairs per peer and NIC; slices are spread over them.")                           \
+    X(IB_TIMEOUT, "TIDE_IB_TIMEOUT", INT, "14", "1:31",                                            \
+      "RC local ACK timeout exponent: 4.096 us * 2^value before a retry (14: 67 ms).")             \
+    X(IB_RETRY_CNT, "TIDE_IB_RETRY_CNT", INT, "6", "0:7",                                          \
+      "RC retries before a path fails (7 is infinite on some devices, rxe included: avoid).")      \
+    X(IB_RECOVER_MS, "TIDE_IB_RECOVER_MS", INT, "1000", "10:600000",                               \
+      "Milliseconds between attempts to re-establish a failed RDMA path.")                         \
     X(TCP_STREAMS, "TIDE_TCP_STREAMS", INT, "2", "1:64",                                           \
       "TCP streams per peer; large requests are striped across them.")                             \
     X(TCP_ADDR, "TIDE_TCP_ADDR", STR, "", "",                                                      \

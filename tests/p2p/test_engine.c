@@ -33,6 +33,7 @@
 
 typedef struct pair {
     unsigned transports;
+    char ib[2][128]; /* RDMA devices of each rank ("" : default) */
     tide_unique_id_t id;
     tide_comm_t *comm[2];
     tide_engine_t *eng[2];
@@ -50,10 +51,26 @@ static void *make_rank(void *arg)
     pair_t *p = m->p;
     tide_engine_config_t cfg = TIDE_ENGINE_CONFIG_INIT;
     cfg.transports = p->transports;
+    if (p->ib[m->rank][0])
+        cfg.ib_devices = p->ib[m->rank];
     p->st[m->rank] = tide_comm_init_rank(&p->comm[m->rank], 2, &p->id, m->rank, NULL);
     if (p->st[m->rank] == TIDE_SUCCESS)
         p->st[m->rank] = tide_engine_create(p->comm[m->rank], &cfg, &p->eng[m->rank]);
     return NULL;
+}
+
+/* The rdma-vm's side A devices for rank 0, side B for rank 1
+ * ("rxe_a0 rxe_a1" -> "rxe_a0,rxe_a1"). */
+static void vm_devices(pair_t *p)
+{
+    const char *var[2] = {"RDMA_VM_DEVS_A", "RDMA_VM_DEVS_B"};
+    for (int r = 0; r < 2; r++) {
+        const char *v = getenv(var[r]);
+        snprintf(p->ib[r], sizeof(p->ib[r]), "%s", v ? v : "");
+        for (char *c = p->ib[r]; *c; c++)
+            if (*c == ' ')
+                *c = ',';
+    }
 }
 
 static pair_t *pair_open(unsigned transports)
@@ -62,6 +79,8 @@ static pair_t *pair_open(unsigned transports)
     pthread_t t[2];
     maker_t m[2] = {{p, 0}, {p, 1}};
     p->transports = transports;
+    if (transports & TIDE_TRANSPORT_RDMA)
+        vm_devices(p);
     assert_int_equal(tide_get_unique_id(&p->id), TIDE_SUCCESS);
     for (int i = 0; i < 2; i++)
         pthread_create(&t[i], NULL, make_rank, &m[i]);
@@ -631,12 +650,319 @@ static void test_shm_fails_over_to_tcp(void **state)
     mem_free(p, &m);
 }
 
+/* Where libibverbs finds no device (this machine, any machine without
+ * RDMA), the default transports (shm,rdma,tcp) work without a word about
+ * RDMA above debug level, and peers know this rank has no RDMA. */
+static void test_rdma_absent_is_quiet(void **state)
+{
+    (void)state;
+    if (getenv("RDMA_VM"))
+        skip();
+    test_log_capture_start();
+    pair_t *p = pair_open(0);
+    assert_null(p->eng[0]->peers[1].rdma);
+    assert_false(p->eng[0]->self.transports & TIDE_TRANSPORT_RDMA);
+    assert_false(p->eng[1]->peers[0].info.transports & TIDE_TRANSPORT_RDMA);
+    mem_t m;
+    mem_setup(p, &m);
+    random_batches(p, &m, 3, 70000);
+    mem_free(p, &m);
+    pair_close(p);
+    if (test_log_contains("rdma"))
+        fail_msg("RDMA was mentioned: %s", test_log_text());
+    test_log_capture_stop();
+}
+
+/* ------------------------------------------------------------------ RDMA */
+/* Run inside shared/rdma-vm (`test_engine rdma`): rank 0 on side A's
+ * devices, rank 1 on side B's, RDMA as the only data transport (TCP still
+ * takes the slices of failed paths). */
+
+static int setup_rdma(void **state)
+{
+    pair_t *p = pair_open(TIDE_TRANSPORT_RDMA);
+    *state = p;
+    if (!p->eng[0]->peers[1].rdma || !p->eng[1]->peers[0].rdma) {
+        print_error("the engines did not connect over RDMA\n");
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct sums {
+    uint64_t slices, errors, failovers;
+    int paths, failed, ok;
+} sums_t;
+
+/* Path counters of engine e towards peer, for one transport, over the
+ * paths whose name contains `part` (NULL: all). */
+static sums_t path_sums(tide_engine_t *e, int peer, unsigned transport, const char *part)
+{
+    tide_path_stats_t ps[64];
+    size_t n;
+    sums_t s = {0};
+    assert_int_equal(tide_engine_paths(e, peer, ps, 64, &n), TIDE_SUCCESS);
+    for (size_t i = 0; i < n && i < 64; i++) {
+        if (ps[i].transport != transport || (part && !strstr(ps[i].name, part)))
+            continue;
+        s.paths++;
+        s.slices += ps[i].slices;
+        s.errors += ps[i].errors;
+        s.failovers += ps[i].failovers;
+        s.failed += ps[i].state == TIDE_PATH_FAILED;
+        s.ok += ps[i].state == TIDE_PATH_OK;
+        if (part && ps[i].errors > 1)
+            fail_msg("path %s reported %llu failures for one cut", ps[i].name,
+                     (unsigned long long)ps[i].errors);
+    }
+    return s;
+}
+
+static void test_rdma_carries_everything(void **state)
+{
+    pair_t *p = *state;
+    mem_t m;
+    mem_setup(p, &m);
+    random_batches(p, &m, 20, 70000);
+    sums_t r = path_sums(p->eng[0], 1, TIDE_TRANSPORT_RDMA, NULL);
+    sums_t t = path_sums(p->eng[0], 1, TIDE_TRANSPORT_TCP, NULL);
+    assert_true(r.slices >= 20);
+    assert_int_equal(r.errors, 0);
+    assert_int_equal(t.slices, 0);
+    mem_free(p, &m);
+}
+
+/* 1538 WRITEs of 1 KiB to one peer, 2 KiB apart (nothing coalesces): few
+ * ibv_post_send calls and few signaled WRs. */
+static void test_rdma_post_counts(void **state)
+{
+    pair_t *p = *state;
+    enum { N = 1538, B = 1024, LEN = 2 * N * B };
+    unsigned char *src = malloc(LEN), *dst = calloc(1, LEN);
+    static tide_request_t req[N];
+    uint32_t sid, did;
+    tide_engine_counters_t c0, c1;
+    fill(src, LEN);
+    assert_int_equal(tide_segment_register(p->eng[0], src, LEN, &sid), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_register(p->eng[1], dst, LEN, &did), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_open(p->eng[0], 1, did, 5000), TIDE_SUCCESS);
+    for (int i = 0; i < N; i++)
+        req[i] = (tide_request_t){TIDE_OP_WRITE,           sid, (uint64_t)i * 2 * B, 1, did,
+                                  (uint64_t)i * 2 * B + B, B};
+    assert_int_equal(tide_engine_counters(p->eng[0], &c0), TIDE_SUCCESS);
+    tide_batch_t *b;
+    assert_int_equal(tide_batch_submit(p->eng[0], req, N, 0, &b), TIDE_SUCCESS);
+    assert_int_equal(tide_batch_wait(b, 30000), TIDE_SUCCESS);
+    tide_batch_free(b);
+    assert_int_equal(tide_engine_counters(p->eng[0], &c1), TIDE_SUCCESS);
+    uint64_t calls = c1.rdma_post_calls - c0.rdma_post_calls, wrs = c1.rdma_wrs - c0.rdma_wrs;
+    uint64_t sig = c1.rdma_signaled - c0.rdma_signaled, cqes = c1.rdma_cqes - c0.rdma_cqes;
+    printf("rdma batch of %d x %d B WRITEs: %llu ibv_post_send calls, %llu WRs, %llu signaled, "
+           "%llu completions polled\n",
+           N, B, (unsigned long long)calls, (unsigned long long)wrs, (unsigned long long)sig,
+           (unsigned long long)cqes);
+    assert_int_equal(wrs, N);
+    assert_true(calls <= N / 16);
+    assert_true(sig <= N / 256 + 2);
+    for (int i = 0; i < N; i++) {
+        expect_equal(dst + (size_t)i * 2 * B + B, src + (size_t)i * 2 * B, B, "written block");
+        for (int k = 0; k < B; k++)
+            if (dst[(size_t)i * 2 * B + k])
+                fail_msg("byte %d before block %d was written", k, i);
+    }
+    tide_segment_free(p->eng[1], did);
+    tide_segment_free(p->eng[0], sid);
+    free(src);
+    free(dst);
+}
+
+/* Failover rounds: 8 MiB WRITE in 8 batches, `fault` run while they are
+ * in flight, then a READ of it all back; every byte checked. */
+#define BIG (32u << 20)
+
+typedef struct big {
+    unsigned char *src, *dst, *back;
+    uint32_t sid, did, bid;
+} big_t;
+
+static void big_setup(pair_t *p, big_t *g)
+{
+    g->src = malloc(BIG);
+    g->back = malloc(BIG);
+    g->dst = calloc(1, BIG);
+    assert_int_equal(tide_segment_register(p->eng[0], g->src, BIG, &g->sid), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_register(p->eng[0], g->back, BIG, &g->bid), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_register(p->eng[1], g->dst, BIG, &g->did), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_open(p->eng[0], 1, g->did, 5000), TIDE_SUCCESS);
+}
+
+static void big_free(pair_t *p, big_t *g)
+{
+    tide_segment_free(p->eng[1], g->did);
+    tide_segment_free(p->eng[0], g->sid);
+    tide_segment_free(p->eng[0], g->bid);
+    free(g->src);
+    free(g->dst);
+    free(g->back);
+}
+
+static void shell(const char *cmd)
+{
+    if (!cmd)
+        return;
+    int rc = system(cmd);
+    if (rc != 0)
+        fail_msg("'%s' exited with %d", cmd, rc);
+}
+
+static void big_round(pair_t *p, big_t *g, const char *fault)
+{
+    enum { NB = 8 };
+    size_t part = BIG / NB;
+    tide_batch_t *b[NB];
+    fill(g->src, BIG);
+    memset(g->back, 0, BIG);
+    for (int i = 0; i < NB; i++) {
+        tide_request_t r = {TIDE_OP_WRITE, g->sid, i * part, 1, g->did, i * part, part};
+        assert_int_equal(tide_batch_submit(p->eng[0], &r, 1, 0, &b[i]), TIDE_SUCCESS);
+    }
+    shell(fault);
+    for (int i = 0; i < NB; i++) {
+        assert_int_equal(tide_batch_wait(b[i], 120000), TIDE_SUCCESS);
+        tide_batch_free(b[i]);
+    }
+    expect_equal(g->dst, g->src, BIG, "written after the fault");
+    tide_request_t r = {TIDE_OP_READ, g->bid, 0, 1, g->did, 0, BIG};
+    tide_batch_t *rb;
+    assert_int_equal(tide_batch_submit(p->eng[0], &r, 1, 0, &rb), TIDE_SUCCESS);
+    assert_int_equal(tide_batch_wait(rb, 120000), TIDE_SUCCESS);
+    tide_batch_free(rb);
+    expect_equal(g->back, g->src, BIG, "read back");
+}
+
+/* Wait until every RDMA path from each engine to the other is OK again. */
+static void wait_recovered(pair_t *p, int seconds)
+{
+    int64_t deadline = tide_deadline_ms(seconds * 1000);
+    for (;;) {
+        sums_t a = path_sums(p->eng[0], 1, TIDE_TRANSPORT_RDMA, NULL);
+        sums_t b = path_sums(p->eng[1], 0, TIDE_TRANSPORT_RDMA, NULL);
+        if (a.ok == a.paths && b.ok == b.paths)
+            return;
+        if (tide_ms_left(deadline) <= 0)
+            fail_msg("RDMA paths not re-established after %d s: %d/%d and %d/%d OK", seconds, a.ok,
+                     a.paths, b.ok, b.paths);
+        usleep(100 * 1000);
+    }
+}
+
+static bool two_rails(void)
+{
+    const char *links = getenv("RDMA_VM_LINKS");
+    return links && atoi(links) >= 2;
+}
+
+static void test_rdma_rail_failover(void **state)
+{
+    pair_t *p = *state;
+    big_t g;
+    if (!two_rails())
+        skip();
+    big_setup(p, &g);
+    big_round(p, &g, NULL);
+    test_log_capture_start();
+    big_round(p, &g, "ip link set veth_a0 down");
+    sums_t r0 = path_sums(p->eng[0], 1, TIDE_TRANSPORT_RDMA, "rxe_a0");
+    sums_t r1 = path_sums(p->eng[0], 1, TIDE_TRANSPORT_RDMA, "rxe_a1");
+    sums_t t = path_sums(p->eng[0], 1, TIDE_TRANSPORT_TCP, NULL);
+    printf("rail 0 cut: rail 0 %d/%d paths failed, %llu errors, %llu slices moved; rail 1 %llu "
+           "slices; tcp %llu slices\n",
+           r0.failed, r0.paths, (unsigned long long)r0.errors, (unsigned long long)r0.failovers,
+           (unsigned long long)r1.slices, (unsigned long long)t.slices);
+    assert_int_equal(r0.failed, r0.paths);
+    assert_true(r0.failovers > 0); /* the cut caught slices in flight */
+    assert_true(r0.errors >= 1 && r0.errors <= (uint64_t)r0.paths); /* each once at most */
+    assert_int_equal(r1.failed, 0);
+    assert_int_equal(t.slices, 0); /* rail 1 took everything */
+    uint64_t r0_before = r0.slices;
+    big_round(p, &g, NULL); /* while it is down */
+    assert_int_equal(path_sums(p->eng[0], 1, TIDE_TRANSPORT_RDMA, "rxe_a0").slices, r0_before);
+    shell("ip link set veth_a0 up");
+    wait_recovered(p, 60);
+    big_round(p, &g, NULL);
+    sums_t back = path_sums(p->eng[0], 1, TIDE_TRANSPORT_RDMA, "rxe_a0");
+    printf("rail 0 back: %llu slices on it after recovery\n",
+           (unsigned long long)(back.slices - r0_before));
+    assert_true(back.slices > r0_before); /* traffic returned to it */
+    test_log_capture_stop();
+    big_free(p, &g);
+}
+
+static void test_rdma_all_rails_to_tcp(void **state)
+{
+    pair_t *p = *state;
+    big_t g;
+    const char *down = two_rails() ? "ip link set veth_a0 down; ip link set veth_a1 down"
+                                   : "ip link set veth_a0 down";
+    const char *up =
+        two_rails() ? "ip link set veth_a0 up; ip link set veth_a1 up" : "ip link set veth_a0 up";
+    big_setup(p, &g);
+    test_log_capture_start();
+    big_round(p, &g, down);
+    sums_t r = path_sums(p->eng[0], 1, TIDE_TRANSPORT_RDMA, NULL);
+    sums_t t = path_sums(p->eng[0], 1, TIDE_TRANSPORT_TCP, NULL);
+    printf("all rails cut: %d/%d rdma paths failed, %llu slices moved; tcp %llu slices\n", r.failed,
+           r.paths, (unsigned long long)r.failovers, (unsigned long long)t.slices);
+    assert_int_equal(r.failed, r.paths);
+    assert_true(r.failovers > 0);
+    assert_true(t.slices > 0);
+    shell(up);
+    wait_recovered(p, 60);
+    /* sampled now: the recovery's control messages went over TCP */
+    uint64_t tcp_before = path_sums(p->eng[0], 1, TIDE_TRANSPORT_TCP, NULL).slices;
+    uint64_t rdma_before = path_sums(p->eng[0], 1, TIDE_TRANSPORT_RDMA, NULL).slices;
+    big_round(p, &g, NULL);
+    r = path_sums(p->eng[0], 1, TIDE_TRANSPORT_RDMA, NULL);
+    t = path_sums(p->eng[0], 1, TIDE_TRANSPORT_TCP, NULL);
+    assert_true(r.slices > rdma_before);
+    assert_int_equal(t.slices, tcp_before);
+    test_log_capture_stop();
+    big_free(p, &g);
+}
+
+#define RDMA(fn) cmocka_unit_test_setup_teardown(fn, setup_rdma, teardown)
+
+/* `test_engine rdma`: the RDMA group; exits 77 (skipped) where libibverbs
+ * finds no device. */
+static int run_rdma(void)
+{
+    if (!getenv("RDMA_VM_DEVS_A") || !getenv("RDMA_VM_DEVS_B")) {
+        printf("no rdma-vm devices (RDMA_VM_DEVS_A/B unset): skipped\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        RDMA(test_random_small),
+        RDMA(test_random_large),
+        RDMA(test_many_in_flight),
+        RDMA(test_notify),
+        RDMA(test_invalid),
+        RDMA(test_coalesced),
+        RDMA(test_rdma_carries_everything),
+        RDMA(test_rdma_post_counts),
+        RDMA(test_rdma_rail_failover),
+        RDMA(test_rdma_all_rails_to_tcp),
+    };
+    return cmocka_run_group_tests_name("rdma", tests, NULL, NULL);
+}
+
 #define BOTH(fn)                                                                                   \
     cmocka_unit_test_setup_teardown(fn, setup_shm, teardown),                                      \
         cmocka_unit_test_setup_teardown(fn, setup_tcp, teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "rdma") == 0)
+        return run_rdma();
     const struct CMUnitTest tests[] = {
         BOTH(test_random_small),
         BOTH(test_random_large),
@@ -648,6 +974,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_broken_mid_batch, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_clients, setup_tcp, teardown),
         cmocka_unit_test(test_from_store),
+        cmocka_unit_test(test_rdma_absent_is_quiet),
         cmocka_unit_test_setup_teardown(test_shm_fails_over_to_tcp, setup_both, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -104,7 +104,7 @@ static bool shm_cma(p2p_peer_t *peer, p2p_slice_t *s)
     snprintf(why, sizeof(why), "%s to pid %d: %s",
              s->op == TIDE_OP_WRITE ? "process_vm_writev" : "process_vm_readv", s->rseg->desc.pid,
              n < 0 ? strerror(errno) : "short transfer");
-    peer->shm_path.errors++;
+    __atomic_add_fetch(&peer->shm_path.errors, 1, __ATOMIC_RELAXED);
     p2p_path_set_state(&peer->shm_path, P2P_PATH_FAILED, why, true);
     return false;
 }
@@ -113,8 +113,10 @@ static size_t shm_post(void *ctx, p2p_peer_t *peer, p2p_slice_t **slices, size_t
 {
     shm_ctx_t *c = ctx;
     size_t i;
+    uint64_t bytes = 0;
     for (i = 0; i < n; i++) {
         p2p_slice_t *s = slices[i];
+        bytes += s->len;
         if (s->rseg->map) {
             char *remote = s->rseg->map + s->roff;
             if (s->op == TIDE_OP_WRITE)
@@ -126,9 +128,24 @@ static size_t shm_post(void *ctx, p2p_peer_t *peer, p2p_slice_t **slices, size_t
         }
         p2p_slice_done(c->e, s, TIDE_SUCCESS);
     }
-    if (i < n && i > 0)
-        peer->shm_path.failovers++;
+    if (i < n) {
+        bytes -= slices[i]->len;
+        if (!p2p_path_usable(&peer->shm_path)) /* the rest move to another transport */
+            __atomic_add_fetch(&peer->shm_path.failovers, n - i, __ATOMIC_RELAXED);
+    }
+    __atomic_add_fetch(&peer->shm_path.slices, i, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&peer->shm_path.bytes, bytes, __ATOMIC_RELAXED);
     return i;
+}
+
+static size_t shm_paths(void *ctx, p2p_peer_t *peer, tide_path_stats_t *out, size_t max)
+{
+    (void)ctx;
+    if (!peer->same_host)
+        return 0;
+    if (max > 0)
+        p2p_path_stats(&peer->shm_path, TIDE_TRANSPORT_SHM, out);
+    return 1;
 }
 
 static void shm_fini(void *ctx)
@@ -144,5 +161,6 @@ const p2p_transport_ops_t p2p_shm_transport = {
     .seg_open = shm_seg_open,
     .seg_close = shm_seg_close,
     .post = shm_post,
+    .paths = shm_paths,
     .fini = shm_fini,
 };

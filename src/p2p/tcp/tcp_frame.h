@@ -5,9 +5,10 @@
  *   u32 length | u32 zero | u64 tag                       (little-endian)
  *
  * initiator -> target: WRITE (length bytes of payload follow), READ,
- * NOTIFY (segment = signal channel, tag = value); target -> initiator: ACK (tag = number of
- * WRITE/NOTIFY frames done, in order), READ_RESP (length bytes follow,
- * answering the oldest READ). A stream opens with a 32-byte hello from the
+ * NOTIFY (segment = signal channel, tag = value), CTRL (a transport's
+ * control message: segment = transport bit << 24 | kind, offset, tag);
+ * target -> initiator: ACK (tag = number of WRITE/NOTIFY/CTRL frames done, in order), READ_RESP
+ * (length bytes follow, answering the oldest READ). A stream opens with a 32-byte hello from the
  * initiator: u32 magic "TDH1" | u32 source rank | u32 stream index |
  * u32 zero | 16-byte token of the target engine.
  */
@@ -29,6 +30,7 @@ enum tcp_op {
     TCP_OP_NOTIFY,
     TCP_OP_ACK,
     TCP_OP_READ_RESP,
+    TCP_OP_CTRL,
     TCP_OP_MAX_
 };
 

@@ -411,6 +411,11 @@ static void encode_slice(p2p_slice_t *s)
         f.op = TCP_OP_NOTIFY;
         f.seg = s->chan;
         f.tag = s->tag;
+    } else if (s->op == P2P_OP_CTRL) {
+        f.op = TCP_OP_CTRL;
+        f.seg = s->chan;
+        f.off = s->roff;
+        f.tag = s->tag;
     } else {
         f.op = s->op == TIDE_OP_WRITE ? TCP_OP_WRITE : TCP_OP_READ;
         f.seg = s->rseg->desc.id;
@@ -840,6 +845,9 @@ static void target_read(tcp_stream_t *st)
             }
             p2p_signal_received(c->e, st->peer, f.seg, f.tag);
             st->acks++;
+        } else if (f.op == TCP_OP_CTRL) {
+            p2p_ctrl_received(c->e, st->peer, f.seg, f.off, f.tag);
+            st->acks++;
         } else {
             target_kill(st, "unexpected frame");
             return;
@@ -944,18 +952,25 @@ static void *progress_main(void *arg)
 
 /* ------------------------------------------------------------ lifecycle */
 
+static void tcp_stop(void *ctx)
+{
+    tcp_ctx_t *c = ctx;
+    if (!c || !c->started)
+        return;
+    __atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
+    uint64_t one = 1;
+    ssize_t r = write(c->wake_fd, &one, sizeof(one));
+    (void)r;
+    pthread_join(c->thread, NULL);
+    c->started = false;
+}
+
 static void tcp_fini(void *ctx)
 {
     tcp_ctx_t *c = ctx;
     if (!c)
         return;
-    if (c->started) {
-        __atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
-        uint64_t one = 1;
-        ssize_t r = write(c->wake_fd, &one, sizeof(one));
-        (void)r;
-        pthread_join(c->thread, NULL);
-    }
+    tcp_stop(c);
     for (int p = 0; c->peers && p < c->e->nranks; p++) {
         tcp_peer_t *tp = &c->peers[p];
         for (int i = 0; tp->streams && i < c->e->tcp_streams; i++) {
@@ -1078,12 +1093,28 @@ static bool tcp_reaches(void *ctx, const p2p_peer_t *peer)
     return peer->rank != c->e->rank;
 }
 
+static size_t tcp_paths(void *ctx, p2p_peer_t *peer, tide_path_stats_t *out, size_t max)
+{
+    tcp_ctx_t *c = ctx;
+    if (peer->rank == c->e->rank)
+        return 0;
+    tcp_peer_t *tp = peer->tcp;
+    for (int i = 0; i < c->e->tcp_streams && (size_t)i < max; i++) {
+        pthread_mutex_lock(&tp->streams[i]->lock);
+        p2p_path_stats(&tp->streams[i]->path, TIDE_TRANSPORT_TCP, &out[i]);
+        pthread_mutex_unlock(&tp->streams[i]->lock);
+    }
+    return (size_t)c->e->tcp_streams;
+}
+
 const p2p_transport_ops_t p2p_tcp_transport = {
     .name = "tcp",
     .bit = TIDE_TRANSPORT_TCP,
     .init = tcp_init,
     .reaches = tcp_reaches,
     .post = tcp_post,
+    .paths = tcp_paths,
+    .stop = tcp_stop,
     .fini = tcp_fini,
 };
 
