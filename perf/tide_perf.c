@@ -26,7 +26,11 @@
  *   -n ITERS -w WARMUP        batches measured / discarded per size (20 / 3)
  *   -d DEPTH                  batches in flight (4)
  *   -o write|read             operation (write)
- *   -t shm|tcp                transport (shm)
+ *   -t shm|tcp|rdma           transport (shm); rdma prints, instead of a
+ *                             reference, the engine's RDMA counts per
+ *                             batch (ibv_post_send calls, WRs, signaled
+ *                             WRs, completions polled); perf/rdma_vm.sh
+ *                             compares it with ib_write_bw
  *   -c                        contiguous blocks (Tide coalesces them); the
  *                             default leaves a gap after each block
  */
@@ -241,7 +245,7 @@ static result_t run_tide(const opts_t *o, tide_engine_t *e, size_t size, int nb,
 static void usage(void)
 {
     fprintf(stderr, "usage: tiderun -n 2 tide_perf p2p [-b MIN] [-e MAX] [-f FACTOR] [-N BLOCKS] "
-                    "[-n ITERS] [-w WARMUP] [-d DEPTH] [-o write|read] [-t shm|tcp] [-c]\n");
+                    "[-n ITERS] [-w WARMUP] [-d DEPTH] [-o write|read] [-t shm|tcp|rdma] [-c]\n");
     exit(2);
 }
 
@@ -276,7 +280,9 @@ static int perf_p2p(int argc, char **argv)
             o.op = strcmp(optarg, "read") == 0 ? TIDE_OP_READ : TIDE_OP_WRITE;
             break;
         case 't':
-            o.transport = strcmp(optarg, "tcp") == 0 ? TIDE_TRANSPORT_TCP : TIDE_TRANSPORT_SHM;
+            o.transport = strcmp(optarg, "tcp") == 0    ? TIDE_TRANSPORT_TCP
+                          : strcmp(optarg, "rdma") == 0 ? TIDE_TRANSPORT_RDMA
+                                                        : TIDE_TRANSPORT_SHM;
             break;
         case 'c':
             o.contiguous = 1;
@@ -337,23 +343,46 @@ static int perf_p2p(int argc, char **argv)
     }
     if (rank == 0) {
         CHECK(tide_segment_open(e, 1, seg, -1)); /* both ranks made their first segment: id 0 */
-        printf("# tide_perf p2p: %s %s, %s blocks, %d batches in flight, reference: %s\n",
-               o.op == TIDE_OP_WRITE ? "WRITE" : "READ",
-               o.transport == TIDE_TRANSPORT_SHM ? "shm" : "tcp",
+        const char *tname = o.transport == TIDE_TRANSPORT_SHM   ? "shm"
+                            : o.transport == TIDE_TRANSPORT_TCP ? "tcp"
+                                                                : "rdma";
+        printf("# tide_perf p2p: %s %s, %s blocks, %d batches in flight, %s\n",
+               o.op == TIDE_OP_WRITE ? "WRITE" : "READ", tname,
                o.contiguous ? "contiguous" : "scattered", o.depth,
-               o.transport == TIDE_TRANSPORT_SHM ? "single-thread memcpy of the same blocks"
-                                                 : "one plain blocking TCP socket stream");
-        printf("# %10s %7s %10s %11s %11s %11s %10s %7s\n", "size(B)", "blocks", "GB/s",
-               "Mblocks/s", "mean(us)", "p99(us)", "ref GB/s", "ratio");
+               o.transport == TIDE_TRANSPORT_SHM   ? "reference: single-thread memcpy of the same "
+                                                     "blocks"
+               : o.transport == TIDE_TRANSPORT_TCP ? "reference: one plain blocking TCP socket "
+                                                     "stream"
+                                                   : "RDMA counts per batch");
+        if (o.transport == TIDE_TRANSPORT_RDMA)
+            printf("# %10s %7s %10s %11s %11s %11s %8s %8s %8s %8s\n", "size(B)", "blocks", "GB/s",
+                   "Mblocks/s", "mean(us)", "p99(us)", "posts/b", "WRs/b", "signal/b", "CQEs/b");
+        else
+            printf("# %10s %7s %10s %11s %11s %11s %10s %7s\n", "size(B)", "blocks", "GB/s",
+                   "Mblocks/s", "mean(us)", "p99(us)", "ref GB/s", "ratio");
     }
     for (size_t size = o.min; size <= o.max; size *= o.factor) {
         int nb = batch_blocks(&o, size);
         CHECK(tide_store_barrier(store, 2, -1));
         result_t r = {0};
         double ref;
+        tide_engine_counters_t c0, c1;
+        CHECK(tide_engine_counters(e, &c0));
         if (rank == 0)
             r = run_tide(&o, e, size, nb, seg, seg);
+        CHECK(tide_engine_counters(e, &c1));
         CHECK(tide_store_barrier(store, 2, -1));
+        if (o.transport == TIDE_TRANSPORT_RDMA) {
+            double b = o.iters + o.warmup;
+            if (rank == 0)
+                printf("  %10zu %7d %10.3f %11.3f %11.1f %11.1f %8.1f %8.1f %8.1f %8.1f\n", size,
+                       nb, r.gbs, r.blocks_per_s / 1e6, r.mean_us, r.p99_us,
+                       (c1.rdma_post_calls - c0.rdma_post_calls) / b,
+                       (c1.rdma_wrs - c0.rdma_wrs) / b, (c1.rdma_signaled - c0.rdma_signaled) / b,
+                       (c1.rdma_cqes - c0.rdma_cqes) / b);
+            fflush(stdout);
+            continue;
+        }
         if (o.transport == TIDE_TRANSPORT_TCP)
             ref = ref_socket(&o, rank, fd, size, nb, buf);
         else

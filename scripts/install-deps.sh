@@ -2,7 +2,7 @@
 # Install what building and testing Tide needs on Debian 12 (as root, or
 # with sudo). Installs only what is missing; a no-op when all is there.
 set -eu
-pkgs="build-essential cmake ninja-build pkg-config clang libcmocka-dev libpmix-dev libnuma-dev openmpi-bin libopenmpi-dev"
+pkgs="build-essential cmake ninja-build pkg-config clang libcmocka-dev libpmix-dev libnuma-dev libibverbs-dev ibverbs-providers openmpi-bin libopenmpi-dev"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -56,7 +56,8 @@
       "always carries control messages, and the slices of failed shm/RDMA paths.")                 \
     X(IB_DEVICES, "TIDE_IB_DEVICES", STR, "", "",                                                  \
       "RDMA devices to use, in order (mlx5_0,mlx5_1; at most 4); default: every device with an "   \
-      "active port.")                                                                              \
+      "active port. Groups separated by ';' give each local rank its own: local rank r uses "      \
+      "group r % groups (mlx5_0;mlx5_1).")                                                         \
     X(IB_GID_INDEX, "TIDE_IB_GID_INDEX", INT, "-1", "-1:1023",                                     \
       "GID index for RoCE; -1: the first RoCE v2 GID holding an IPv4 address, else RoCE v2, "      \
       "else 0.")                                                                                   \

@@ -490,6 +490,30 @@ static void t_split_concurrent(tide_comm_t *world)
         wrong++;
 }
 
+/* `soak N`: N allreduces of 2 MiB, each checked, while a test harness
+ * breaks and restores links underneath. */
+static void t_soak(tide_comm_t *comm, int iters)
+{
+    enum { N = 1 << 18 };
+    int64_t *buf = malloc(N * sizeof(*buf));
+    for (int it = 0; it < iters; it++) {
+        for (size_t i = 0; i < N; i++)
+            buf[i] = (int64_t)(i * 7 + (size_t)rank * 1000003 + (size_t)it);
+        CHECK(tide_allreduce(buf, buf, N, TIDE_INT64, TIDE_SUM, comm));
+        long bad = 0;
+        for (size_t i = 0; i < N; i++) {
+            int64_t want = (int64_t)nranks * (int64_t)(i * 7 + (size_t)it) +
+                           (int64_t)1000003 * nranks * (nranks - 1) / 2;
+            if (buf[i] != want && bad++ < 3)
+                fprintf(stderr, "rank %d: soak iteration %d element %zu is %lld, expected %lld\n",
+                        rank, it, i, (long long)buf[i], (long long)want);
+        }
+        checks += N;
+        wrong += bad;
+    }
+    free(buf);
+}
+
 int main(int argc, char **argv)
 {
     bool quick = argc > 1 && strcmp(argv[1], "quick") == 0; /* else "full" */
@@ -497,6 +521,13 @@ int main(int argc, char **argv)
     CHECK(tide_comm_init(&comm, NULL));
     CHECK(tide_comm_rank(comm, &rank));
     CHECK(tide_comm_size(comm, &nranks));
+    if (argc > 2 && strcmp(argv[1], "soak") == 0) {
+        t_soak(comm, atoi(argv[2]));
+        CHECK(tide_barrier(comm));
+        printf("rank %d: %ld checks, %ld wrong\n", rank, checks, wrong);
+        CHECK(tide_comm_destroy(comm));
+        return wrong ? 1 : 0;
+    }
 
     static const size_t counts[] = {0, 1, 7, 61, 1031, 70001};
     size_t ncounts = quick ? 4 : sizeof(counts) / sizeof(counts[0]);

@@ -112,6 +112,32 @@ static tide_status_t read_params(rdma_ctx_t *c, int64_t *gid)
     return TIDE_SUCCESS;
 }
 
+/* TIDE_IB_DEVICES may hold groups separated by ';' (a NIC set per local
+ * rank, as on hosts with a NIC per GPU): local rank r takes group
+ * r % groups. The local rank is TIDE_LOCAL_RANK (set by tiderun), else
+ * the engine's rank. */
+static tide_status_t pick_group(tide_engine_t *e, char *out, size_t cap)
+{
+    int64_t local;
+    tide_status_t st = tide_param_int(TIDE_PARAM_LOCAL_RANK, &local);
+    if (st != TIDE_SUCCESS)
+        return st;
+    if (local < 0)
+        local = e->rank;
+    int groups = 1;
+    for (const char *p = e->ib_devices; *p; p++)
+        groups += *p == ';';
+    const char *g = e->ib_devices;
+    for (int i = 0; i < local % groups; i++)
+        g = strchr(g, ';') + 1;
+    size_t len = strcspn(g, ";");
+    if (len >= cap)
+        return TIDE_ERR_INVALID;
+    memcpy(out, g, len);
+    out[len] = '\0';
+    return TIDE_SUCCESS;
+}
+
 static tide_status_t rdma_init(tide_engine_t *e, void **ctx)
 {
     int64_t gid;
@@ -125,8 +151,10 @@ static tide_status_t rdma_init(tide_engine_t *e, void **ctx)
     c->epfd = c->wake_fd = -1;
     pthread_mutex_init(&c->recover_lock, NULL);
     *ctx = c;
+    char names[sizeof(e->ib_devices)];
     if ((st = read_params(c, &gid)) != TIDE_SUCCESS ||
-        (st = rdma_devices_open(c, e->ib_devices, (int)gid)) != TIDE_SUCCESS)
+        (st = pick_group(e, names, sizeof(names))) != TIDE_SUCCESS ||
+        (st = rdma_devices_open(c, names, (int)gid)) != TIDE_SUCCESS)
         goto err;
     if (c->ndev == 0) {
         e->self.transports &= ~TIDE_TRANSPORT_RDMA; /* peers will not wait for us */
