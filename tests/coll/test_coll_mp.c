@@ -25,18 +25,8 @@ static void matrix(const char *np, const char *mode, char *env0, char *env1, cha
     int st = test_run(argv, envp, 280000, out, sizeof(out), &t);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
-    int ranks = 0;
-    for (char *p = out; (p = strstr(p, " wrong\n")); p++) {
-        const char *line = p;
-        while (line > out && line[-1] != '\n')
-            line--;
-        long c = 0, w = -1;
-        int r;
-        assert_int_equal(sscanf(line, "rank %d: %ld checks, %ld wrong", &r, &c, &w), 3);
-        assert_true(c > 0);
-        assert_int_equal(w, 0);
-        ranks++;
-    }
+    int bad, ranks = test_count_rank_reports(out, &bad);
+    assert_int_equal(bad, 0);
     assert_int_equal(ranks, atoi(np));
 }
 

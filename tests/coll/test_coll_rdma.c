@@ -36,18 +36,8 @@ static void run_job(const char *np, char *const mode[], char *extra_env)
     int st = test_run(argv, envp, 550000, out, sizeof(out), &t);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         fail_msg("job (np %s, %s) failed after %.1f s:\n%s", np, mode[0], t, out);
-    int ranks = 0;
-    for (char *p = out; (p = strstr(p, " wrong\n")); p++) {
-        const char *line = p;
-        while (line > out && line[-1] != '\n')
-            line--;
-        long c = 0, w = -1;
-        int r;
-        assert_int_equal(sscanf(line, "rank %d: %ld checks, %ld wrong", &r, &c, &w), 3);
-        assert_true(c > 0);
-        assert_int_equal(w, 0);
-        ranks++;
-    }
+    int bad, ranks = test_count_rank_reports(out, &bad);
+    assert_int_equal(bad, 0);
     assert_int_equal(ranks, atoi(np));
     printf("np %s %s: %d ranks, every element right, %.1f s\n", np, mode[0], ranks, t);
 }

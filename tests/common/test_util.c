@@ -193,3 +193,20 @@ uint16_t test_free_port(void)
     close(fd);
     return ntohs(a.sin_port);
 }
+
+int test_count_rank_reports(const char *out, int *bad)
+{
+    int ranks = 0;
+    *bad = 0;
+    for (const char *p = out; (p = strstr(p, " wrong\n")); p++) {
+        const char *line = p;
+        while (line > out && line[-1] != '\n')
+            line--;
+        long c = 0, w = -1;
+        int r;
+        if (sscanf(line, "rank %d: %ld checks, %ld wrong", &r, &c, &w) != 3 || c <= 0 || w != 0)
+            (*bad)++;
+        ranks++;
+    }
+    return ranks;
+}

@@ -21,6 +21,10 @@ const char *test_log_text(void);
 int test_run(char *const argv[], char *const env[], int timeout_ms, char *out, size_t cap,
              double *elapsed);
 
+/* Lines "rank R: C checks, W wrong" in a job's output: how many ranks
+ * reported, and how many of them reported C == 0 or W != 0 (*bad). */
+int test_count_rank_reports(const char *out, int *bad);
+
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 uint16_t test_free_port(void);
 

@@ -155,7 +155,10 @@ void rdma_ep_free(rdma_ep_t *ep)
         return;
     for (int i = 0; ep->qps && i < ep->nrails * ep->nq; i++)
         if (ep->qps[i]) {
-            ep->qps[i]->ctx->qps[ep->qps[i]->index] = NULL;
+            rdma_ctx_t *c = ep->qps[i]->ctx;
+            pthread_mutex_lock(&c->recover_lock); /* the timers no longer see it */
+            c->qps[ep->qps[i]->index] = NULL;
+            pthread_mutex_unlock(&c->recover_lock);
             rdma_qp_destroy(ep->qps[i]);
         }
     free(ep->qps);
@@ -534,6 +537,7 @@ void rdma_ep_ctrl(rdma_ctx_t *c, int from, uint32_t kind, uint64_t a, uint64_t b
 
 void rdma_ep_port_event(rdma_ctx_t *c, rdma_dev_t *d, bool up)
 {
+    pthread_mutex_lock(&c->recover_lock); /* no recovery step runs meanwhile */
     uint32_t n = __atomic_load_n(&c->nqps, __ATOMIC_ACQUIRE);
     for (uint32_t i = 0; i < n; i++) {
         rdma_qp_t *qp = c->qps[i];
@@ -547,4 +551,5 @@ void rdma_ep_port_event(rdma_ctx_t *c, rdma_dev_t *d, bool up)
             send_ctrl(c, qp, CTRL_FAILED, qp->gen, 0); /* ask the owner to retry now */
         }
     }
+    pthread_mutex_unlock(&c->recover_lock);
 }

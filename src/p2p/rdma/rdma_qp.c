@@ -190,6 +190,19 @@ static void build_wr(rdma_qp_t *qp, p2p_slice_t *s, struct ibv_send_wr *wr, stru
     wr->wr.rdma.rkey = s->rseg->desc.rkey[qp->peer_dev];
 }
 
+/* Slices taken but not posted yet; under qp->lock. */
+static void backlog_add(rdma_qp_t *qp, p2p_slice_t **s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        s[i]->next = NULL;
+        if (qp->backlog_tail)
+            qp->backlog_tail->next = s[i];
+        else
+            qp->backlog = s[i];
+        qp->backlog_tail = s[i];
+    }
+}
+
 /* Post up to n slices (as many as the send queue has room for); under
  * qp->lock. Returns how many were posted, or -1 if ibv_post_send failed
  * (those before the failing WR stay posted). */
@@ -235,32 +248,13 @@ static long post_locked(rdma_qp_t *qp, p2p_slice_t **s, size_t n)
         qp->head += posted;
         done += posted;
         if (rc != 0) {
-            /* Slices not posted are still the caller's: put them in the
-             * ring's unposted tail so the failure takes them too. */
-            for (size_t i = done; i < n; i++) {
-                s[i]->next = NULL;
-                if (qp->backlog_tail)
-                    qp->backlog_tail->next = s[i];
-                else
-                    qp->backlog = s[i];
-                qp->backlog_tail = s[i];
-            }
+            /* The slices not posted wait with the QP, so that its failure
+             * moves them on with the rest. */
+            backlog_add(qp, s + done, n - done);
             return -1;
         }
     }
     return (long)k;
-}
-
-static void backlog_add(rdma_qp_t *qp, p2p_slice_t **s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        s[i]->next = NULL;
-        if (qp->backlog_tail)
-            qp->backlog_tail->next = s[i];
-        else
-            qp->backlog = s[i];
-        qp->backlog_tail = s[i];
-    }
 }
 
 /* Post what waits in the backlog while there is room; under qp->lock. */
