@@ -6,9 +6,13 @@
 # made. Skips, saying so, where shared/rdma-vm is not there.
 set -eu
 cd "$(dirname "$0")/.."
-vm=${RDMA_VM_DIR:-../shared/rdma-vm}
-if [ ! -x "$vm/run" ]; then
-  echo "test-rdma: $vm/run not found: RDMA tests NOT run"
+# RDMA_VM_DIR, else the shared/ beside this checkout, else the usual one
+vm=""
+for d in "${RDMA_VM_DIR:-}" ../shared/rdma-vm /work/shared/rdma-vm; do
+  if [ -n "$d" ] && [ -x "$d/run" ]; then vm=$d; break; fi
+done
+if [ -z "$vm" ]; then
+  echo "test-rdma: no shared/rdma-vm found (set RDMA_VM_DIR): RDMA tests NOT run"
   exit 0
 fi
 sudo=""
