@@ -26,7 +26,7 @@
  *   -n ITERS -w WARMUP        batches measured / discarded per size (20 / 3)
  *   -d DEPTH                  batches in flight (4)
  *   -o write|read             operation (write)
- *   -t shm|tcp|rdma           transport (shm); rdma prints, instead of a
+ *   -t|--transport shm|tcp|rdma  transport (shm); rdma prints, instead of a
  *                             reference, the engine's RDMA counts per
  *                             batch (ibv_post_send calls, WRs, signaled
  *                             WRs, completions polled); perf/rdma_vm.sh
@@ -253,7 +253,9 @@ static int perf_p2p(int argc, char **argv)
 {
     opts_t o = {1024, 4u << 20, 4, 1538, 20, 3, 4, TIDE_OP_WRITE, TIDE_TRANSPORT_SHM, 0};
     int c, rank, n;
-    while ((c = getopt(argc, argv, "b:e:f:N:n:w:d:o:t:c")) != -1) {
+    static const struct option longopts[] = {{"transport", required_argument, NULL, 't'},
+                                             {NULL, 0, NULL, 0}};
+    while ((c = getopt_long(argc, argv, "b:e:f:N:n:w:d:o:t:c", longopts, NULL)) != -1) {
         switch (c) {
         case 'b':
             o.min = parse_size(optarg);
