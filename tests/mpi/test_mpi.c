@@ -78,7 +78,11 @@ static void test_rank_leaves_after_rendezvous(void **state)
     double t;
     char *job[] = {MPI_JOB_PATH, "exit-later", NULL};
     mpirun("3", true, job, "TIDE_BOOTSTRAP_TIMEOUT=3000", &t);
-    assert_int_equal(count("allreduce without rank 1: timed out"), 2);
+    /* Both survivors fail. The one that hosts the store (rank 0) times
+     * out; the other one either times out too, or loses the store first
+     * when rank 0 gives up (an I/O error): both are reported, not hangs. */
+    assert_int_equal(count("allreduce without rank 1: "), 2);
+    assert_true(count("allreduce without rank 1: timed out") >= 1);
     assert_true(count("rank 1 did not set up its side") >= 1);
     assert_true(t < 30);
 }
