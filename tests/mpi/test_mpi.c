@@ -69,7 +69,9 @@ static void test_rank_leaves_before_rendezvous(void **state)
     mpirun("3", true, job, "TIDE_BOOTSTRAP_TIMEOUT=5000", &t);
     assert_int_equal(count("tide_comm_init failed"), 2);
     assert_true(count("never reached the exchange: 1\n") >= 1);
-    assert_true(t < 30);
+    /* The ranks report within TIDE_BOOTSTRAP_TIMEOUT; mpirun itself may
+     * then take up to ~30 s more to tear the job down (seen under load). */
+    assert_true(t < 90);
 }
 
 static void test_rank_leaves_after_rendezvous(void **state)
