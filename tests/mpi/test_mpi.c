@@ -86,7 +86,7 @@ static void test_rank_leaves_after_rendezvous(void **state)
     assert_int_equal(count("allreduce without rank 1: "), 2);
     assert_true(count("allreduce without rank 1: timed out") >= 1);
     assert_true(count("rank 1 did not set up its side") >= 1);
-    assert_true(t < 30);
+    assert_true(t < 90); /* see above: mpirun's teardown */
 }
 
 static void test_launcher_without_pmix_refused(void **state)
