@@ -262,9 +262,10 @@ static void route_from(tide_engine_t *e, int first, bool fallback, int peer, p2p
 
 static void route(tide_engine_t *e, int peer, p2p_slice_t **s, size_t n)
 {
-    /* A peer reached over RDMA falls back to TCP while its RDMA paths are
-     * down, for new work as for the work of the failed paths. */
-    bool fallback = (e->transports & TIDE_TRANSPORT_RDMA) && e->peers[peer].rdma;
+    /* Where RDMA is asked for, TCP backs it up: for a peer whose RDMA
+     * paths are down or never connected, for new work as for the work of
+     * failed paths. */
+    bool fallback = (e->transports & TIDE_TRANSPORT_RDMA) != 0;
     route_from(e, 0, fallback, peer, s, n);
 }
 
