@@ -16,6 +16,7 @@
 #include "util_log.h"
 #include "util_param.h"
 #include "util_random.h"
+#include "util_sock.h"
 #include "util_time.h"
 
 #define CONN_FRAMES_PER_WAKEUP 64
@@ -548,9 +549,7 @@ static void *server_main(void *arg)
         for (int i = 0; i < n; i++) {
             void *p = events[i].data.ptr;
             if (p == &s->wake_fd) {
-                uint64_t v;
-                ssize_t r = read(s->wake_fd, &v, sizeof(v));
-                (void)r;
+                tide_wake_drain(s->wake_fd);
             } else if (p == &s->listen_fd) {
                 server_accept(s);
             } else {
@@ -690,9 +689,7 @@ int boot_server_nconns(const boot_server_t *s)
 
 static void server_wake(boot_server_t *s)
 {
-    uint64_t one = 1;
-    ssize_t r = write(s->wake_fd, &one, sizeof(one));
-    (void)r;
+    tide_wake_post(s->wake_fd);
 }
 
 void boot_server_stop(boot_server_t *s)

@@ -45,6 +45,11 @@ tide_status_t tide_sock_recv_all(int fd, void *buf, size_t len, int64_t deadline
 
 tide_status_t tide_sock_set_nonblock(int fd);
 
+/* An eventfd (EFD_NONBLOCK) that wakes a thread blocked in epoll: post
+ * one wake-up; consume all pending ones. */
+void tide_wake_post(int efd);
+void tide_wake_drain(int efd);
+
 /* The first non-loopback IPv4 address of an interface that is up, or
  * 127.0.0.1 when there is none. */
 tide_status_t tide_sock_default_host(char *buf, size_t cap);

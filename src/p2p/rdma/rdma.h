@@ -162,7 +162,7 @@ bool rdma_qp_probe(rdma_qp_t *qp);
 void rdma_qp_send_done(rdma_qp_t *qp, uint64_t seq);
 /* An error completion for WR seq (ignored when it is older than the QP's
  * last failure). */
-void rdma_qp_error(rdma_qp_t *qp, uint64_t seq, const char *why, enum ibv_wc_status status);
+void rdma_qp_error(rdma_qp_t *qp, uint64_t seq, const char *why);
 void rdma_qp_recv_done(rdma_qp_t *qp, uint32_t imm);
 /* Fail the QP: error state, path FAILED, unfinished slices moved on (or
  * failed with `fail_with` when it is not TIDE_SUCCESS). */

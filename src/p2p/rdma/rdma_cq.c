@@ -74,7 +74,7 @@ static void dispatch(rdma_ctx_t *c, const struct ibv_wc *wc)
     char why[96];
     snprintf(why, sizeof(why), "%s (vendor error 0x%x)", ibv_wc_status_str(wc->status),
              wc->vendor_err);
-    rdma_qp_error(qp, wc->wr_id & RDMA_WR_SEQ_MASK, why, wc->status);
+    rdma_qp_error(qp, wc->wr_id & RDMA_WR_SEQ_MASK, why);
 }
 
 void rdma_cq_event(rdma_ctx_t *c, rdma_dev_t *d)

@@ -113,6 +113,7 @@ static bool dev_open(rdma_ctx_t *c, struct ibv_device *dev, int gid_index, bool 
     int fl = fcntl(d->ctx->async_fd, F_GETFL);
     fcntl(d->ctx->async_fd, F_SETFL, fl | O_NONBLOCK);
     d->port_up = 1;
+    d->index = (int)(d - c->devs);
     tide_info("rdma: using %s port %u, gid index %d, mtu %d, lid %u", name, d->port, d->gid_index,
               128 << d->mtu, d->lid);
     return true;
@@ -153,12 +154,12 @@ tide_status_t rdma_devices_open(rdma_ctx_t *c, const char *names, int gid_index)
                 break;
             }
             if (dev_open(c, list[i], gid_index, true, &c->devs[c->ndev]))
-                c->devs[c->ndev].index = c->ndev, c->ndev++;
+                c->ndev++;
         }
     } else {
         for (int i = 0; i < n && c->ndev < P2P_MAX_DEVS; i++)
             if (dev_open(c, list[i], gid_index, false, &c->devs[c->ndev]))
-                c->devs[c->ndev].index = c->ndev, c->ndev++;
+                c->ndev++;
     }
     ibv_free_device_list(list);
     return TIDE_SUCCESS;

@@ -79,9 +79,7 @@ static void set_rstate(rdma_qp_t *qp, rdma_qp_rstate_t s)
 
 static void wake(rdma_ctx_t *c)
 {
-    uint64_t one = 1;
-    ssize_t r = write(c->wake_fd, &one, sizeof(one));
-    (void)r;
+    tide_wake_post(c->wake_fd);
 }
 
 /* ------------------------------------------------------------ connection */

@@ -356,7 +356,7 @@ void rdma_qp_send_done(rdma_qp_t *qp, uint64_t seq)
         rdma_ep_probe_done(qp, true);
 }
 
-void rdma_qp_error(rdma_qp_t *qp, uint64_t seq, const char *why, enum ibv_wc_status status)
+void rdma_qp_error(rdma_qp_t *qp, uint64_t seq, const char *why)
 {
     pthread_mutex_lock(&qp->lock);
     uint64_t full = (qp->tail & ~RDMA_WR_SEQ_MASK) | seq;
@@ -369,7 +369,6 @@ void rdma_qp_error(rdma_qp_t *qp, uint64_t seq, const char *why, enum ibv_wc_sta
         tide_debug("rdma: %s: stale completion %s", qp->path.name, why);
         return;
     }
-    (void)status;
     if (probe)
         tide_info("rdma: %s: probe failed: %s", qp->path.name, why);
     rdma_qp_fail(qp, why, TIDE_SUCCESS);
@@ -401,59 +400,58 @@ void rdma_qp_fail(rdma_qp_t *qp, const char *why, tide_status_t fail_with)
      * went elsewhere (and their buffers were reused). */
     struct ibv_qp_attr a = {.qp_state = IBV_QPS_ERR};
     ibv_modify_qp(qp->qp, &a, IBV_QP_STATE);
-    size_t n = 0;
-    for (uint64_t i = qp->tail; i < qp->head; i++)
-        n += qp->ring[i & RING_MASK] != NULL;
-    for (p2p_slice_t *s = qp->backlog; s; s = s->next)
-        n++;
-    p2p_slice_t **arr = n ? malloc(n * sizeof(*arr)) : NULL;
-    size_t k = 0;
+    /* Take every unfinished slice, in posting order: the ring, then the
+     * backlog, as one list (no allocation; completed after unlocking). */
+    p2p_slice_t *list = NULL, **end = &list;
     for (uint64_t i = qp->tail; i < qp->head; i++) {
         p2p_slice_t *s = qp->ring[i & RING_MASK];
         qp->ring[i & RING_MASK] = NULL;
-        if (s && arr)
-            arr[k++] = s;
-        else if (s)
-            p2p_slice_done(c->e, s, TIDE_ERR_NOMEM);
+        if (s) {
+            *end = s;
+            end = &s->next;
+        }
     }
-    for (p2p_slice_t *s = qp->backlog, *next; s; s = next) {
-        next = s->next;
-        if (arr)
-            arr[k++] = s;
-        else
-            p2p_slice_done(c->e, s, TIDE_ERR_NOMEM);
-    }
+    *end = qp->backlog;
     qp->backlog = qp->backlog_tail = NULL;
     qp->tail = qp->head;
     qp->unsignaled = 0;
     __atomic_store_n(&qp->rstate, RDMA_QP_DOWN, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&qp->lock);
 
+    /* In-band signals first: their batches will signal once their data
+     * has landed elsewhere (the data is still in flight: the signal's WR
+     * and the data's last completed together). */
+    size_t k = 0;
+    for (p2p_slice_t **pp = &list; *pp;) {
+        p2p_slice_t *s = *pp;
+        if (s->sig_batch) {
+            *pp = s->next;
+            __atomic_store_n(&s->sig_batch->signal_inband, false, __ATOMIC_RELEASE);
+            s->sig_batch = NULL;
+            p2p_slice_done(c->e, s, TIDE_SUCCESS);
+        } else {
+            pp = &s->next;
+            k++;
+        }
+    }
     if (was == RDMA_QP_LIVE) {
         __atomic_add_fetch(&qp->path.errors, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&qp->path.failovers, k, __ATOMIC_RELAXED);
     }
     p2p_path_set_state(&qp->path, P2P_PATH_FAILED, why, k > 0 && fail_with == TIDE_SUCCESS);
-    /* In-band signals: their batches will signal once their data has
-     * landed elsewhere (the data is still in flight: the signal's WR and
-     * the data's last completed together). */
-    size_t m = 0;
-    for (size_t i = 0; i < k; i++) {
-        p2p_slice_t *s = arr[i];
-        if (s->sig_batch) {
-            __atomic_store_n(&s->sig_batch->signal_inband, false, __ATOMIC_RELEASE);
-            s->sig_batch = NULL;
-            p2p_slice_done(c->e, s, TIDE_SUCCESS);
-        } else {
-            arr[m++] = s;
-        }
+    /* The rest move on (or fail) in runs; `next` is read before a run is
+     * posted, since posting reuses it. */
+    while (list) {
+        p2p_slice_t *run[RDMA_CHAIN];
+        size_t m = 0;
+        for (; list && m < RDMA_CHAIN; list = list->next)
+            run[m++] = list;
+        if (fail_with != TIDE_SUCCESS)
+            for (size_t i = 0; i < m; i++)
+                p2p_slice_done(c->e, run[i], fail_with);
+        else
+            rdma_ep_failover(c, qp->ep, run, m);
     }
-    if (m && fail_with != TIDE_SUCCESS)
-        for (size_t i = 0; i < m; i++)
-            p2p_slice_done(c->e, arr[i], fail_with);
-    else if (m)
-        rdma_ep_failover(c, qp->ep, arr, m);
-    free(arr);
     if (fail_with == TIDE_SUCCESS)
         rdma_ep_qp_failed(qp);
 }

@@ -41,11 +41,8 @@ static void *progress_main(void *arg)
                 rdma_cq_event(c, &c->devs[d]);
             else if (kind == EV_ASYNC)
                 rdma_dev_async(c, &c->devs[d]);
-            else {
-                uint64_t v;
-                ssize_t r = read(c->wake_fd, &v, sizeof(v));
-                (void)r;
-            }
+            else
+                tide_wake_drain(c->wake_fd);
         }
     }
     return NULL;
@@ -57,9 +54,7 @@ static void rdma_stop(void *ctx)
     if (!c || !c->started)
         return;
     __atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
-    uint64_t one = 1;
-    ssize_t r = write(c->wake_fd, &one, sizeof(one));
-    (void)r;
+    tide_wake_post(c->wake_fd);
     pthread_join(c->thread, NULL);
     c->started = false;
 }

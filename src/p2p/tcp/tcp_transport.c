@@ -916,9 +916,7 @@ static void *progress_main(void *arg)
             if (p == &c->listen_fd) {
                 accept_all(c);
             } else if (p == &c->wake_fd) {
-                uint64_t v;
-                ssize_t r = read(c->wake_fd, &v, sizeof(v));
-                (void)r;
+                tide_wake_drain(c->wake_fd);
             } else {
                 tcp_stream_t *st = p;
                 if (st->target) {
@@ -958,9 +956,7 @@ static void tcp_stop(void *ctx)
     if (!c || !c->started)
         return;
     __atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
-    uint64_t one = 1;
-    ssize_t r = write(c->wake_fd, &one, sizeof(one));
-    (void)r;
+    tide_wake_post(c->wake_fd);
     pthread_join(c->thread, NULL);
     c->started = false;
 }
