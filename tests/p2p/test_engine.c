@@ -899,6 +899,13 @@ static void wait_recovered(pair_t *p, int seconds)
     }
 }
 
+/* Cut link `l` while WRs are surely in flight on it: 20 ms of delay (below
+ * the 67 ms ACK timeout) keeps every QP on it with WRs unacknowledged, so
+ * the cut always catches some, whatever the VM's timing. */
+#define CUT(l)                                                                                     \
+    "tc qdisc add dev " l " root netem delay 20ms && sleep 0.3 && ip link set " l " down && "      \
+    "tc qdisc del dev " l " root"
+
 static bool two_rails(void)
 {
     const char *links = getenv("RDMA_VM_LINKS");
@@ -914,7 +921,7 @@ static void test_rdma_rail_failover(void **state)
     big_setup(p, &g);
     big_round(p, &g, NULL);
     test_log_capture_start();
-    big_round(p, &g, "ip link set veth_a0 down");
+    big_round(p, &g, CUT("veth_a0"));
     sums_t r0 = path_sums(p->eng[0], 1, TIDE_TRANSPORT_RDMA, "rxe_a0");
     sums_t r1 = path_sums(p->eng[0], 1, TIDE_TRANSPORT_RDMA, "rxe_a1");
     sums_t t = path_sums(p->eng[0], 1, TIDE_TRANSPORT_TCP, NULL);
@@ -945,8 +952,7 @@ static void test_rdma_all_rails_to_tcp(void **state)
 {
     pair_t *p = *state;
     big_t g;
-    const char *down = two_rails() ? "ip link set veth_a0 down; ip link set veth_a1 down"
-                                   : "ip link set veth_a0 down";
+    const char *down = two_rails() ? CUT("veth_a0") " && " CUT("veth_a1") : CUT("veth_a0");
     const char *up =
         two_rails() ? "ip link set veth_a0 up; ip link set veth_a1 up" : "ip link set veth_a0 up";
     big_setup(p, &g);
@@ -976,7 +982,8 @@ static void test_rdma_all_rails_to_tcp(void **state)
 /* Links come back up whatever a test did to them. */
 static int teardown_rdma(void **state)
 {
-    int rc = system("for l in /sys/class/net/veth_*; do ip link set $(basename $l) up; done");
+    int rc = system("for l in /sys/class/net/veth_*; do l=$(basename $l); "
+                    "tc qdisc del dev $l root 2>/dev/null; ip link set $l up; done");
     (void)rc;
     return teardown(state);
 }
