@@ -11,25 +11,18 @@
  *                  |
  *                  7
  *
- * log2(n) rounds. Large buffers go down the tree in chunks of
- * TIDE_CHUNK_SIZE, so an inner rank forwards chunk i while chunk i+1 is
- * still arriving (a pipelined tree); a rank sends to all its children at
- * once.
+ * log2(n) rounds. The buffer goes down the tree in chunks (coll_pipeline):
+ * an inner rank forwards chunk i to all its children while chunk i+1 is
+ * still arriving (a pipelined tree).
  */
-#include <string.h>
 #include "coll_ctx.h"
 
 tide_status_t coll_bcast_tree(coll_ctx_t *c, const coll_op_t *op)
 {
     int n = c->nranks, v = (c->rank - op->root + n) % n;
-    size_t es = op->esize, bytes = op->count * es;
-    size_t chunk = TIDE_MAX(es, c->chunk / es * es);
-    char *buf = op->rbuf;
-    int parent = -1, children[32], nchildren = 0, mask = 1;
-    tide_status_t st = TIDE_SUCCESS;
+    size_t bytes = op->count * op->esize;
+    int parent = -1, children[32], nchildren = 0, mask = 1, levels = 1;
 
-    if (v == 0 && op->sbuf != op->rbuf)
-        memcpy(buf, op->sbuf, bytes);
     while (mask < n) {
         if (v & mask) {
             parent = (v - mask + op->root) % n;
@@ -40,18 +33,19 @@ tide_status_t coll_bcast_tree(coll_ctx_t *c, const coll_op_t *op)
     for (mask >>= 1; mask > 0; mask >>= 1)
         if (v + mask < n)
             children[nchildren++] = (v + mask + op->root) % n;
-    for (size_t off = 0; off < bytes && st == TIDE_SUCCESS; off += chunk) {
-        size_t len = TIDE_MIN(chunk, bytes - off);
-        coll_step_t steps[33];
-        int k = 0;
-        if (parent >= 0) {
-            steps[0] = coll_recv_step(parent, buf + off, len, NULL, es);
-            if ((st = coll_xfer(c, steps, 1, "receive")) != TIDE_SUCCESS)
-                break;
-        }
-        for (int i = 0; i < nchildren; i++)
-            steps[k++] = coll_send_step(children[i], buf + off, len);
-        st = coll_xfer(c, steps, k, "forward");
-    }
-    return st;
+    for (int m = 1; m < n; m <<= 1)
+        levels++;
+    coll_pipeline_t p = {
+        .from = &parent,
+        .nfrom = parent >= 0,
+        .to = children,
+        .nto = nchildren,
+        .buf = op->rbuf,
+        .init = v == 0 ? op->sbuf : NULL,
+        .bytes = bytes,
+        .chunk = coll_pipeline_chunk(c, bytes, op->esize, levels),
+        .esize = op->esize,
+        .depth = c->depth,
+    };
+    return coll_pipeline(c, &p, "tree");
 }

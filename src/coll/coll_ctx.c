@@ -36,7 +36,7 @@
 
 static const char zeros[16];
 
-static int64_t step_move(coll_ctx_t *c, coll_step_t *s)
+int64_t coll_step_move(coll_ctx_t *c, coll_step_t *s)
 {
     const coll_pipe_ops_t *p = c->pipe[s->peer];
     size_t padded = (s->len + 15) & ~(size_t)15;
@@ -59,7 +59,7 @@ static int64_t step_move(coll_ctx_t *c, coll_step_t *s)
     return n;
 }
 
-static bool step_complete(coll_ctx_t *c, coll_step_t *s)
+bool coll_step_complete(coll_ctx_t *c, const coll_step_t *s)
 {
     size_t padded = (s->len + 15) & ~(size_t)15;
     if (s->done < padded)
@@ -81,6 +81,29 @@ static void bell_wait(coll_ctx_t *c, uint32_t seen, int64_t deadline)
     __atomic_store_n(c->sleeping, 0, __ATOMIC_SEQ_CST);
 }
 
+bool coll_idle(coll_ctx_t *c, uint32_t seen, int64_t *idle_since)
+{
+    int64_t now = tide_time_ns();
+    if (now >= c->deadline)
+        return false;
+    if (!*idle_since)
+        *idle_since = now;
+    if (now - *idle_since >= c->spin_ns)
+        bell_wait(c, seen, c->deadline);
+    else if (c->oversubscribed)
+        sched_yield(); /* the peer we wait for may need this core */
+    else
+        __builtin_ia32_pause();
+    return true;
+}
+
+void coll_step_report(coll_ctx_t *c, const coll_step_t *s, const char *what)
+{
+    tide_error("%s %s: %s %zu of %zu bytes %s rank %d (over %s) within %d ms", c->op_name, what,
+               s->send ? "sent" : "received", s->done, s->len, s->send ? "to" : "from", s->peer,
+               c->pipe[s->peer]->name, c->timeout_ms);
+}
+
 tide_status_t coll_xfer(coll_ctx_t *c, coll_step_t *steps, int n, const char *what)
 {
     int64_t idle_since = 0;
@@ -89,40 +112,24 @@ tide_status_t coll_xfer(coll_ctx_t *c, coll_step_t *steps, int n, const char *wh
         bool moved = false, all = true;
         for (int i = 0; i < n; i++) {
             coll_step_t *s = &steps[i];
-            if (step_complete(c, s))
+            if (coll_step_complete(c, s))
                 continue;
-            int64_t k = step_move(c, s);
+            int64_t k = coll_step_move(c, s);
             if (k < 0)
                 return (tide_status_t)k;
             moved |= k > 0;
-            all &= step_complete(c, s);
+            all &= coll_step_complete(c, s);
         }
         if (all)
             return TIDE_SUCCESS;
         if (moved) {
             idle_since = 0;
-            continue;
-        }
-        int64_t now = tide_time_ns();
-        if (now >= c->deadline) {
-            for (int i = 0; i < n; i++) {
-                coll_step_t *s = &steps[i];
-                if (!step_complete(c, s))
-                    tide_error("%s %s: %s %zu of %zu bytes %s rank %d (over %s) within %d ms",
-                               c->op_name, what, s->send ? "sent" : "received", s->done, s->len,
-                               s->send ? "to" : "from", s->peer, c->pipe[s->peer]->name,
-                               c->timeout_ms);
-            }
+        } else if (!coll_idle(c, seen, &idle_since)) {
+            for (int i = 0; i < n; i++)
+                if (!coll_step_complete(c, &steps[i]))
+                    coll_step_report(c, &steps[i], what);
             return TIDE_ERR_TIMEOUT;
         }
-        if (!idle_since)
-            idle_since = now;
-        if (now - idle_since >= c->spin_ns)
-            bell_wait(c, seen, c->deadline);
-        else if (c->oversubscribed)
-            sched_yield(); /* the peer we wait for may need this core */
-        else
-            __builtin_ia32_pause();
     }
 }
 
@@ -161,14 +168,17 @@ tide_status_t coll_ctx_create(tide_comm_t *comm, coll_ctx_t **out)
     c->sleeping = &c->private_bell[1];
     pthread_mutex_init(&c->qlock, NULL);
     pthread_cond_init(&c->qcond, NULL);
-    int64_t trace;
+    int64_t trace, depth;
     if ((st = tide_param_int(TIDE_PARAM_CHUNK_SIZE, &chunk)) != TIDE_SUCCESS ||
+        (st = tide_param_int(TIDE_PARAM_PIPELINE_DEPTH, &depth)) != TIDE_SUCCESS ||
         (st = tide_param_str(TIDE_PARAM_TRANSPORTS, tbuf, sizeof(tbuf))) != TIDE_SUCCESS ||
         (st = tide_param_str(TIDE_PARAM_ALGO, c->algo, sizeof(c->algo))) != TIDE_SUCCESS ||
         (st = tide_param_int(TIDE_PARAM_TRACE, &trace)) != TIDE_SUCCESS)
         goto err;
     c->trace = trace != 0;
     c->chunk = (size_t)chunk;
+    c->chunk_forced = tide_param_is_set(TIDE_PARAM_CHUNK_SIZE);
+    c->depth = (int)depth;
     c->direct_ok = c->nranks == 1; /* else decided by coll_shm_setup */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     c->oversubscribed = cores > 0 && comm->local_size > cores;

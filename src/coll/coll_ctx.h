@@ -111,6 +111,8 @@ struct coll_ctx {
     int rank, nranks;
     int timeout_ms;
     size_t chunk;        /* TIDE_CHUNK_SIZE */
+    bool chunk_forced;   /* ... set by the user: pipelines use it as it is */
+    int depth;           /* TIDE_PIPELINE_DEPTH */
     bool oversubscribed; /* more local ranks than cores */
     bool direct_ok;      /* all ranks local and CMA-reachable by every rank */
     char algo[256];      /* TIDE_ALGO, read at creation */
@@ -162,6 +164,37 @@ void coll_bell_ring(uint32_t *bell, uint32_t *sleeping);
 /* Run steps until all are done, or fail naming what was waited for. */
 tide_status_t coll_xfer(coll_ctx_t *c, coll_step_t *steps, int n, const char *what);
 
+/* The executor's parts: move a step's bytes (returns the bytes moved, 0 or
+ * a negative tide_status_t); whether it is complete (a send: flushed too);
+ * wait a little when nothing moved (false: the deadline passed); log what
+ * a step was waiting for. */
+int64_t coll_step_move(coll_ctx_t *c, coll_step_t *s);
+bool coll_step_complete(coll_ctx_t *c, const coll_step_t *s);
+bool coll_idle(coll_ctx_t *c, uint32_t seen, int64_t *idle_since);
+void coll_step_report(coll_ctx_t *c, const coll_step_t *s, const char *what);
+
+/* The chunked pipeline executor (coll_pipeline.c): buf flows through this
+ * rank in chunks, received from `from` (in order; combined with fn, or
+ * copied from a single source) and sent on to every rank in `to` once
+ * it has arrived. See coll_pipeline.c for the rules. */
+typedef struct coll_pipeline {
+    const int *from;
+    int nfrom;
+    const int *to;
+    int nto;
+    char *buf;
+    const char *init; /* chunk i of buf starts as chunk i of init (NULL: as it is) */
+    size_t bytes, chunk, esize;
+    coll_reduce_fn_t fn;
+    int depth; /* chunks the first source may run ahead of the slowest destination */
+} coll_pipeline_t;
+
+tide_status_t coll_pipeline(coll_ctx_t *c, const coll_pipeline_t *p, const char *what);
+/* The chunk for a pipeline of `stages` ranks moving `bytes`: TIDE_CHUNK_SIZE
+ * when the user set it, else the size that balances per-chunk cost against
+ * the pipeline's fill time (at most TIDE_CHUNK_SIZE). */
+size_t coll_pipeline_chunk(coll_ctx_t *c, size_t bytes, size_t esize, int stages);
+
 static inline coll_step_t coll_send_step(int peer, const void *buf, size_t len)
 {
     coll_step_t s = {.peer = peer, .send = true, .buf = (char *)(uintptr_t)buf, .len = len};
@@ -202,8 +235,12 @@ tide_status_t coll_direct_exchange(coll_ctx_t *c, const void *mine, void *theirs
 tide_status_t coll_direct_read(coll_ctx_t *c, int peer, void *dst, uint64_t src, size_t len);
 tide_status_t coll_allgather_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_reduce_scatter_ring(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_allreduce_rabenseifner(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_allgather_bruck(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_bcast_tree(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_bcast_chain(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_reduce_tree(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_reduce_chain(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_alltoall_pairwise(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_barrier_dissemination(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_sendrecv_p2p(coll_ctx_t *c, const coll_op_t *op);

@@ -80,6 +80,8 @@
       "Requests larger than this are split into slices of this size.")                             \
     X(CHUNK_SIZE, "TIDE_CHUNK_SIZE", SIZE, "1M", "1:1G",                                           \
       "Collectives pipeline large buffers in chunks of this many bytes (per rank and step).")      \
+    X(PIPELINE_DEPTH, "TIDE_PIPELINE_DEPTH", INT, "4", "1:1024",                                   \
+      "Chunks a pipelined collective (chain, tree) may receive ahead of what it has sent on.")     \
     X(COLL_PIPE_SIZE, "TIDE_COLL_PIPE_SIZE", SIZE, "1M", "4K:1G",                                  \
       "Bytes of each pipe between two ranks (a shared-memory ring, or engine buffers).")           \
     X(ALGO, "TIDE_ALGO", STR, "", "",                                                              \

@@ -62,6 +62,15 @@ static void test_forced_algorithms(void **state)
     matrix("3", "quick", "TIDE_ALGO=direct", NULL, NULL); /* allgather, broadcast too */
     matrix("4", "quick", "TIDE_ALGO=broadcast=tree,allgather=ring", NULL, NULL);
     matrix("6", "quick", "TIDE_ALGO=allreduce=ring", "TIDE_TRANSPORTS=tcp", NULL);
+    /* Rabenseifner, Bruck, the chains: power of two and not, shm and TCP,
+     * the pipeline's chunks tiny and shallow */
+    char *fresh = "TIDE_ALGO=allreduce=rabenseifner,allgather=bruck,broadcast=chain,reduce=chain";
+    matrix("8", "quick", fresh, NULL, NULL);
+    matrix("5", "full", fresh, NULL, NULL);
+    matrix("6", "quick", fresh, "TIDE_TRANSPORTS=tcp", NULL);
+    matrix("7", "quick", fresh, "TIDE_CHUNK_SIZE=100", "TIDE_PIPELINE_DEPTH=1");
+    matrix("3", "quick", "TIDE_ALGO=broadcast=tree,reduce=tree", "TIDE_CHUNK_SIZE=64",
+           "TIDE_TRANSPORTS=tcp");
 }
 
 static void test_unknown_algorithm_refused(void **state)
