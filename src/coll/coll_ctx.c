@@ -346,7 +346,8 @@ tide_status_t coll_run_blocking(coll_ctx_t *c, const coll_op_t *op)
         tide_status_t st = run_op(c, op);
         pthread_mutex_lock(&c->qlock);
         c->inline_busy = false;
-        pthread_cond_broadcast(&c->qcond);
+        if (c->qhead) /* the worker waits for this call to start the queue */
+            pthread_cond_broadcast(&c->qcond);
         pthread_mutex_unlock(&c->qlock);
         return st;
     }
