@@ -41,7 +41,14 @@ int64_t coll_step_move(coll_ctx_t *c, coll_step_t *s)
     const coll_pipe_ops_t *p = c->pipe[s->peer];
     size_t padded = (s->len + 15) & ~(size_t)15;
     int64_t n;
-    if (s->done < s->len) {
+    if (s->send && s->done == 0 && s->len < padded && padded <= 256) {
+        /* a small message and its padding in one push: the receiver sees
+         * it whole at once */
+        char m[256];
+        memcpy(m, s->buf, s->len);
+        memset(m + s->len, 0, padded - s->len);
+        n = p->push(c, s->peer, m, padded);
+    } else if (s->done < s->len) {
         n = s->send ? p->push(c, s->peer, s->buf + s->done, s->len - s->done)
                     : p->pull(c, s->peer, s->buf + s->done, s->len - s->done, s->fn, s->esize);
     } else if (s->done < padded) {
@@ -67,34 +74,51 @@ bool coll_step_complete(coll_ctx_t *c, const coll_step_t *s)
     return !s->send || c->pipe[s->peer]->flushed(c, s->peer);
 }
 
-static void bell_wait(coll_ctx_t *c, uint32_t seen, int64_t deadline)
-{
-    int64_t left = deadline - tide_time_ns();
-    if (left <= 0)
-        return;
-    if (left > 100 * TIDE_NS_PER_MS)
-        left = 100 * TIDE_NS_PER_MS; /* re-check now and then: nothing is lost by it */
-    struct timespec ts = {.tv_sec = left / 1000000000LL, .tv_nsec = left % 1000000000LL};
-    __atomic_store_n(c->sleeping, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(c->doorbell, __ATOMIC_SEQ_CST) == seen)
-        syscall(SYS_futex, c->doorbell, FUTEX_WAIT, seen, &ts, NULL, 0);
-    __atomic_store_n(c->sleeping, 0, __ATOMIC_SEQ_CST);
-}
-
-bool coll_idle(coll_ctx_t *c, uint32_t seen, int64_t *idle_since)
+/*
+ * Waiting without a doorbell write per message: a sender rings a rank's
+ * doorbell only while that rank has announced that it may sleep
+ * (`sleeping`). The waiter announces it, then polls every step once more
+ * before it sleeps; each side stores (data, or the announcement) before it
+ * loads the other's (the flag, or the pipe), with a full fence between, so
+ * either the waiter's last poll sees the data or the sender sees the flag
+ * and rings.
+ */
+bool coll_idle(coll_ctx_t *c, coll_wait_t *w)
 {
     int64_t now = tide_time_ns();
-    if (now >= c->deadline)
+    if (now >= c->deadline) {
+        coll_busy(c, w);
         return false;
-    if (!*idle_since)
-        *idle_since = now;
-    if (now - *idle_since >= c->spin_ns)
-        bell_wait(c, seen, c->deadline);
-    else if (c->oversubscribed)
-        sched_yield(); /* the peer we wait for may need this core */
-    else
-        __builtin_ia32_pause();
+    }
+    if (!w->idle_since)
+        w->idle_since = now;
+    if (now - w->idle_since < c->spin_ns) {
+        if (c->oversubscribed)
+            sched_yield(); /* the peer we wait for may need this core */
+        else
+            __builtin_ia32_pause();
+        return true;
+    }
+    if (!w->armed) { /* announce, then let the caller poll once more */
+        w->seen = __atomic_load_n(c->doorbell, __ATOMIC_SEQ_CST);
+        __atomic_store_n(c->sleeping, 1, __ATOMIC_SEQ_CST);
+        w->armed = true;
+        return true;
+    }
+    int64_t left = TIDE_MIN(c->deadline - now, 100 * TIDE_NS_PER_MS); /* re-check now and then */
+    struct timespec ts = {.tv_sec = left / 1000000000LL, .tv_nsec = left % 1000000000LL};
+    syscall(SYS_futex, c->doorbell, FUTEX_WAIT, w->seen, &ts, NULL, 0);
+    w->seen = __atomic_load_n(c->doorbell, __ATOMIC_SEQ_CST); /* before the next poll */
     return true;
+}
+
+void coll_busy(coll_ctx_t *c, coll_wait_t *w)
+{
+    w->idle_since = 0;
+    if (w->armed) {
+        __atomic_store_n(c->sleeping, 0, __ATOMIC_RELAXED);
+        w->armed = false;
+    }
 }
 
 void coll_step_report(coll_ctx_t *c, const coll_step_t *s, const char *what)
@@ -106,25 +130,26 @@ void coll_step_report(coll_ctx_t *c, const coll_step_t *s, const char *what)
 
 tide_status_t coll_xfer(coll_ctx_t *c, coll_step_t *steps, int n, const char *what)
 {
-    int64_t idle_since = 0;
+    coll_wait_t w = {0};
     for (;;) {
-        uint32_t seen = __atomic_load_n(c->doorbell, __ATOMIC_SEQ_CST);
         bool moved = false, all = true;
         for (int i = 0; i < n; i++) {
             coll_step_t *s = &steps[i];
             if (coll_step_complete(c, s))
                 continue;
             int64_t k = coll_step_move(c, s);
-            if (k < 0)
+            if (k < 0) {
+                coll_busy(c, &w);
                 return (tide_status_t)k;
+            }
             moved |= k > 0;
             all &= coll_step_complete(c, s);
         }
+        if (all || moved)
+            coll_busy(c, &w);
         if (all)
             return TIDE_SUCCESS;
-        if (moved) {
-            idle_since = 0;
-        } else if (!coll_idle(c, seen, &idle_since)) {
+        if (!moved && !coll_idle(c, &w)) {
             for (int i = 0; i < n; i++)
                 if (!coll_step_complete(c, &steps[i]))
                     coll_step_report(c, &steps[i], what);

@@ -158,7 +158,9 @@ void coll_enqueue(coll_ctx_t *c, struct tide_work *w);
  * context runs one operation at a time). NULL when out of memory. */
 void *coll_scratch(coll_ctx_t *c, size_t len);
 
-/* Wake the rank owning doorbell `bell` (any process on the host). */
+/* Wake the rank owning doorbell `bell` (any process on the host) if it
+ * announced that it may sleep; call after the data it waits for is
+ * stored. */
 void coll_bell_ring(uint32_t *bell, uint32_t *sleeping);
 
 /* Run steps until all are done, or fail naming what was waited for. */
@@ -170,7 +172,16 @@ tide_status_t coll_xfer(coll_ctx_t *c, coll_step_t *steps, int n, const char *wh
  * a step was waiting for. */
 int64_t coll_step_move(coll_ctx_t *c, coll_step_t *s);
 bool coll_step_complete(coll_ctx_t *c, const coll_step_t *s);
-bool coll_idle(coll_ctx_t *c, uint32_t seen, int64_t *idle_since);
+typedef struct coll_wait {
+    int64_t idle_since;
+    uint32_t seen;
+    bool armed; /* announced as maybe sleeping (c->sleeping set) */
+} coll_wait_t;
+/* Nothing moved in a whole pass over the steps: spin, yield or sleep on
+ * the doorbell (false: the deadline passed). */
+bool coll_idle(coll_ctx_t *c, coll_wait_t *w);
+/* Something moved, or the wait ends: back to spinning. */
+void coll_busy(coll_ctx_t *c, coll_wait_t *w);
 void coll_step_report(coll_ctx_t *c, const coll_step_t *s, const char *what);
 
 /* The chunked pipeline executor (coll_pipeline.c): buf flows through this

@@ -10,7 +10,8 @@
  * Ring j carries the stream from the local rank with local index j: that
  * rank alone advances `tail` (after copying data in), the owner alone
  * advances `head` (after consuming). Either side then rings the other's
- * doorbell, a futex word a waiting rank sleeps on.
+ * doorbell, a futex word a waiting rank sleeps on, if that rank announced
+ * that it may sleep (coll_idle).
  */
 #define TIDE_LOG_THIS TIDE_SUBSYS_COLL
 #include <errno.h>
@@ -92,9 +93,11 @@ static char *ring_data(struct shm_state *s, char *base, int slot)
 
 void coll_bell_ring(uint32_t *bell, uint32_t *sleeping)
 {
-    __atomic_add_fetch(bell, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(sleeping, __ATOMIC_SEQ_CST))
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the data before the flag: see coll_idle */
+    if (__atomic_load_n(sleeping, __ATOMIC_RELAXED)) {
+        __atomic_add_fetch(bell, 1, __ATOMIC_SEQ_CST);
         syscall(SYS_futex, bell, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+    }
 }
 
 static int64_t shm_push(coll_ctx_t *c, int peer, const void *buf, size_t len)

@@ -79,7 +79,7 @@ tide_status_t coll_pipeline(coll_ctx_t *c, const coll_pipeline_t *p, const char 
     bool ract[MAXP] = {0}, sact[MAXP] = {0};
     coll_step_t rs[MAXP], ss[MAXP];
     size_t depth = (size_t)TIDE_MAX(1, p->depth);
-    int64_t idle_since = 0;
+    coll_wait_t w = {0};
 
 #define OFF(i) ((i)*p->chunk)
 #define LEN(i) TIDE_MIN(p->chunk, p->bytes - OFF(i))
@@ -90,7 +90,6 @@ tide_status_t coll_pipeline(coll_ctx_t *c, const coll_pipeline_t *p, const char 
     } while (0)
 
     for (;;) {
-        uint32_t seen = __atomic_load_n(c->doorbell, __ATOMIC_SEQ_CST);
         bool moved = false, done = true;
         size_t minsent = nch;
         for (int d = 0; d < p->nto; d++)
@@ -110,8 +109,10 @@ tide_status_t coll_pipeline(coll_ctx_t *c, const coll_pipeline_t *p, const char 
                 ract[j] = true;
             }
             int64_t k = coll_step_move(c, &rs[j]);
-            if (k < 0)
+            if (k < 0) {
+                coll_busy(c, &w);
                 return (tide_status_t)k;
+            }
             moved |= k > 0;
             if (coll_step_complete(c, &rs[j])) {
                 rcv[j]++;
@@ -133,8 +134,10 @@ tide_status_t coll_pipeline(coll_ctx_t *c, const coll_pipeline_t *p, const char 
                 sact[d] = true;
             }
             int64_t k = coll_step_move(c, &ss[d]);
-            if (k < 0)
+            if (k < 0) {
+                coll_busy(c, &w);
                 return (tide_status_t)k;
+            }
             moved |= k > 0;
             if (coll_step_complete(c, &ss[d])) {
                 snd[d]++;
@@ -142,11 +145,11 @@ tide_status_t coll_pipeline(coll_ctx_t *c, const coll_pipeline_t *p, const char 
                 moved = true;
             }
         }
+        if (done || moved)
+            coll_busy(c, &w);
         if (done)
             break;
-        if (moved) {
-            idle_since = 0;
-        } else if (!coll_idle(c, seen, &idle_since)) {
+        if (!moved && !coll_idle(c, &w)) {
             for (int j = 0; j < p->nfrom; j++)
                 if (ract[j])
                     report(c, &rs[j], rcv[j], nch, what);
