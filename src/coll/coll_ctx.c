@@ -232,6 +232,7 @@ tide_status_t coll_ctx_create(tide_comm_t *comm, coll_ctx_t **out)
         goto err;
     if (any_shm && (st = coll_shm_setup(c, store)) != TIDE_SUCCESS)
         goto err;
+    c->any_engine = any_engine;
     if (any_engine && (st = coll_engine_setup(c)) != TIDE_SUCCESS)
         goto err;
     sigset_t all, old;

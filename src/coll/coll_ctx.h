@@ -115,6 +115,7 @@ struct coll_ctx {
     int depth;           /* TIDE_PIPELINE_DEPTH */
     bool oversubscribed; /* more local ranks than cores */
     bool direct_ok;      /* all ranks local and CMA-reachable by every rank */
+    bool any_engine;     /* some rank is reached through the engine */
     char algo[256];      /* TIDE_ALGO, read at creation */
     bool trace;          /* TIDE_TRACE */
     char *scratch;       /* per-operation scratch, reused */

@@ -1,7 +1,8 @@
 /*
- * Algorithm selection: a table by collective and message size, and the
- * TIDE_ALGO override ("ring", or per collective: "allreduce=rd,broadcast=tree").
- * TIDE_TRACE=1 logs, for every operation, what was chosen and over what.
+ * Algorithm selection: a table by collective, where the ranks are, rank
+ * count and message size, and the TIDE_ALGO override ("ring", or per collective:
+ * "allreduce=rd,broadcast=tree"). TIDE_TRACE=1 logs, for every operation, what was chosen and over
+ * what.
  */
 #define TIDE_LOG_THIS TIDE_SUBSYS_COLL
 #include <stdio.h>
@@ -29,19 +30,75 @@ static const coll_algo_t algos[] = {
     {"p2p", COLL_RECV, coll_sendrecv_p2p},
 };
 
-/* Default choice: the first algorithm of the kind, except for allreduce,
- * where recursive doubling (log n latency) wins below this size and the
- * ring (bandwidth) above. */
-#define ALLREDUCE_RD_MAX     16384
-/* ... and, where every rank can read every other's memory (all local, CMA
- * allowed), the direct algorithm from this size on. */
-#define ALLREDUCE_DIRECT_MIN (256 * 1024)
-/* Broadcast and allgather go direct (one copy per rank) from these sizes
- * (measured at np=4 on this project's machine: allgather gains from 16 KiB,
- * broadcast only from 1 MiB; the tree wins below, where each read's page
- * pinning costs more than the pipe's second copy). */
-#define ALLGATHER_DIRECT_MIN (16 * 1024)
-#define BCAST_DIRECT_MIN     (1024 * 1024)
+/*
+ * The default table. A row applies to a collective where the ranks are
+ * (`on`), at a rank count (`min_ranks` .. `max_ranks`, 0: no limit; `pow2`:
+ * powers of two only) and below a message size (`below` bytes, 0: any; the
+ * size is the whole buffer, or one rank's block for allgather). The first
+ * row that applies wins; a collective with no row takes its first
+ * algorithm.
+ *
+ * The figures behind the rows (perf/compare.sh and forced TIDE_ALGO runs
+ * on this project's 2-core machine, docs/performance.md):
+ * - allreduce, all local with CMA: recursive doubling while latency
+ *   rules; the ring in the middle (np=2: the direct algorithm wins again
+ *   at 4-32 KiB, where one read beats a pipe's two copies); the direct
+ *   algorithm for large buffers, which moves about 2.5 buffers per rank
+ *   through memory against the ring's 4.5.
+ * - allreduce over the engine (TCP, RDMA): recursive doubling to 64 KiB;
+ *   then Rabenseifner (2 log2 n steps, the ring's bytes), except for large
+ *   buffers on rank counts that are not a power of two, where its fold
+ *   costs a whole extra buffer and the ring is as fast.
+ * - allgather: Bruck for small blocks (log2 n steps); the ring in the
+ *   middle; direct reads for large blocks and for 2-8 KiB ones.
+ * - broadcast: the binomial tree, streamed in chunks, except for 8-32 KiB
+ *   and from 1 MiB with CMA, where every rank reads the root directly.
+ *   The pipelined chain is not chosen: on this machine (every hop a
+ *   memory copy on the same 2 cores) the tree beat it at every size and
+ *   rank count measured, shm and TCP, np 3-8; it is for links that are
+ *   the bottleneck, selected with TIDE_ALGO=broadcast=chain,reduce=chain.
+ */
+enum { ON_DIRECT = 1, ON_SHM = 2, ON_NET = 4, ON_ANY = 7 };
+
+typedef struct rule {
+    coll_kind_t kind;
+    unsigned on;
+    int min_ranks, max_ranks;
+    bool pow2;
+    size_t below;
+    const char *algo;
+} rule_t;
+
+#define KiB 1024
+#define MiB (1024 * 1024)
+static const rule_t table[] = {
+    {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 4 * KiB, "rd"},
+    {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 32 * KiB, "direct"},
+    {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 256 * KiB, "ring"},
+    {COLL_ALLREDUCE, ON_DIRECT, 3, 0, false, 8 * KiB, "rd"},
+    {COLL_ALLREDUCE, ON_DIRECT, 3, 0, false, 256 * KiB, "ring"},
+    {COLL_ALLREDUCE, ON_DIRECT, 0, 0, false, 0, "direct"},
+    {COLL_ALLREDUCE, ON_SHM, 0, 0, false, 16 * KiB, "rd"},
+    {COLL_ALLREDUCE, ON_SHM, 0, 0, false, 0, "ring"},
+    {COLL_ALLREDUCE, ON_NET, 0, 0, false, 64 * KiB, "rd"},
+    {COLL_ALLREDUCE, ON_NET, 0, 0, true, 0, "rabenseifner"},
+    {COLL_ALLREDUCE, ON_NET, 0, 0, false, 1 * MiB, "rabenseifner"},
+    {COLL_ALLREDUCE, ON_NET, 0, 0, false, 0, "ring"},
+    {COLL_ALLGATHER, ON_ANY, 3, 0, false, 2 * KiB, "bruck"},
+    {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 2 * KiB, "ring"},
+    {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 8 * KiB, "direct"},
+    {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 128 * KiB, "ring"},
+    {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 0, "direct"},
+    {COLL_ALLGATHER, ON_NET, 3, 0, false, 0, "bruck"},
+    {COLL_ALLGATHER, ON_ANY, 0, 0, false, 0, "ring"},
+    {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 8 * KiB, "tree"},
+    {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 32 * KiB, "direct"},
+    {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 1 * MiB, "tree"},
+    {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 0, "direct"},
+    {COLL_BROADCAST, ON_ANY, 0, 0, false, 0, "tree"},
+};
+#undef KiB
+#undef MiB
 
 const char *coll_kind_name(coll_kind_t kind)
 {
@@ -107,15 +164,14 @@ tide_status_t coll_select(coll_ctx_t *c, const coll_op_t *op, const coll_algo_t 
     }
     if (!a) {
         size_t bytes = op->count * op->esize;
-        bool direct = c->direct_ok && bytes >= (op->kind == COLL_BROADCAST ? BCAST_DIRECT_MIN
-                                                                           : ALLGATHER_DIRECT_MIN);
-        if (op->kind == COLL_BROADCAST || op->kind == COLL_ALLGATHER)
-            a = find(op->kind, direct ? "direct" : op->kind == COLL_BROADCAST ? "tree" : "ring");
-        if (op->kind == COLL_ALLREDUCE) {
-            const char *name = bytes <= ALLREDUCE_RD_MAX                       ? "rd"
-                               : c->direct_ok && bytes >= ALLREDUCE_DIRECT_MIN ? "direct"
-                                                                               : "ring";
-            a = find(COLL_ALLREDUCE, name);
+        unsigned on = c->direct_ok ? ON_DIRECT : c->any_engine ? ON_NET : ON_SHM;
+        int n = c->nranks;
+        for (size_t i = 0; !a && i < TIDE_ARRAY_SIZE(table); i++) {
+            const rule_t *t = &table[i];
+            if (t->kind == op->kind && (t->on & on) && n >= t->min_ranks &&
+                (!t->max_ranks || n <= t->max_ranks) && (!t->pow2 || (n & (n - 1)) == 0) &&
+                (!t->below || bytes < t->below))
+                a = find(op->kind, t->algo);
         }
         for (size_t i = 0; !a && i < TIDE_ARRAY_SIZE(algos); i++)
             if (algos[i].kind == op->kind)
