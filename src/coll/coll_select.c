@@ -38,25 +38,27 @@ static const coll_algo_t algos[] = {
  * row that applies wins; a collective with no row takes its first
  * algorithm.
  *
- * The figures behind the rows (perf/compare.sh and forced TIDE_ALGO runs
- * on this project's 2-core machine, docs/performance.md):
- * - allreduce, all local with CMA: recursive doubling while latency
- *   rules; the ring in the middle (np=2: the direct algorithm wins again
- *   at 4-32 KiB, where one read beats a pipe's two copies); the direct
- *   algorithm for large buffers, which moves about 2.5 buffers per rank
- *   through memory against the ring's 4.5.
+ * The figures behind the rows: each algorithm forced in turn, three
+ * rounds interleaved, the median (tide_perf -n 200-300; docs/performance.md
+ * has the commands). On this project's 2-core machine:
+ * - allreduce, all local with CMA: recursive doubling while latency rules
+ *   (np=2 to 32 KiB, where it beat the ring by 1.2-1.4x; np=4 to 4 KiB);
+ *   then Rabenseifner at np >= 3 (np=4, 8-128 KiB: 1.1-1.3x the ring) and
+ *   the ring at np=2; the direct algorithm for large buffers (np=2 from
+ *   256 KiB: 1.17x the ring; np=4 from 512 KiB, 1.3-1.7x from 1 MiB),
+ *   which moves about 2.5 buffers per rank through memory, the ring 4.5.
  * - allreduce over the engine (TCP, RDMA): recursive doubling to 64 KiB;
  *   then Rabenseifner (2 log2 n steps, the ring's bytes), except for large
  *   buffers on rank counts that are not a power of two, where its fold
  *   costs a whole extra buffer and the ring is as fast.
- * - allgather: Bruck for small blocks (log2 n steps); the ring in the
- *   middle; direct reads for large blocks and for 2-8 KiB ones.
- * - broadcast: the binomial tree, streamed in chunks, except for 8-32 KiB
- *   and from 1 MiB with CMA, where every rank reads the root directly.
- *   The pipelined chain is not chosen: on this machine (every hop a
- *   memory copy on the same 2 cores) the tree beat it at every size and
- *   rank count measured, shm and TCP, np 3-8; it is for links that are
- *   the bottleneck, selected with TIDE_ALGO=broadcast=chain,reduce=chain.
+ * - allgather (size: one rank's block): Bruck up to 512 KiB blocks at
+ *   np >= 3 (np=4, 16-64 KiB blocks: 1.3x the ring); direct reads above.
+ * - broadcast: the binomial tree, streamed in chunks, below 128 KiB;
+ *   direct reads above (np=4, 256 KiB: 1.3x the tree). The pipelined
+ *   chain is not chosen: on this machine (every hop a memory copy on the
+ *   same 2 cores) it never beat the tree, shm or TCP, np 3-8; it is for
+ *   links that are the bottleneck, selected with
+ *   TIDE_ALGO=broadcast=chain,reduce=chain.
  */
 enum { ON_DIRECT = 1, ON_SHM = 2, ON_NET = 4, ON_ANY = 7 };
 
@@ -72,28 +74,24 @@ typedef struct rule {
 #define KiB 1024
 #define MiB (1024 * 1024)
 static const rule_t table[] = {
-    {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 4 * KiB, "rd"},
-    {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 32 * KiB, "direct"},
+    {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 64 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 256 * KiB, "ring"},
     {COLL_ALLREDUCE, ON_DIRECT, 3, 0, false, 8 * KiB, "rd"},
-    {COLL_ALLREDUCE, ON_DIRECT, 3, 0, false, 256 * KiB, "ring"},
+    {COLL_ALLREDUCE, ON_DIRECT, 3, 0, false, 512 * KiB, "rabenseifner"},
     {COLL_ALLREDUCE, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_ALLREDUCE, ON_SHM, 0, 0, false, 16 * KiB, "rd"},
+    {COLL_ALLREDUCE, ON_SHM, 3, 0, false, 512 * KiB, "rabenseifner"},
     {COLL_ALLREDUCE, ON_SHM, 0, 0, false, 0, "ring"},
     {COLL_ALLREDUCE, ON_NET, 0, 0, false, 64 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_NET, 0, 0, true, 0, "rabenseifner"},
     {COLL_ALLREDUCE, ON_NET, 0, 0, false, 1 * MiB, "rabenseifner"},
     {COLL_ALLREDUCE, ON_NET, 0, 0, false, 0, "ring"},
-    {COLL_ALLGATHER, ON_ANY, 3, 0, false, 2 * KiB, "bruck"},
-    {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 2 * KiB, "ring"},
-    {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 8 * KiB, "direct"},
-    {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 128 * KiB, "ring"},
+    {COLL_ALLGATHER, ON_SHM | ON_DIRECT, 3, 0, false, 512 * KiB, "bruck"},
+    {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 512 * KiB, "ring"},
     {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_ALLGATHER, ON_NET, 3, 0, false, 0, "bruck"},
     {COLL_ALLGATHER, ON_ANY, 0, 0, false, 0, "ring"},
-    {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 8 * KiB, "tree"},
-    {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 32 * KiB, "direct"},
-    {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 1 * MiB, "tree"},
+    {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 128 * KiB, "tree"},
     {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_BROADCAST, ON_ANY, 0, 0, false, 0, "tree"},
 };
