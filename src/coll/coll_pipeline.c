@@ -68,6 +68,21 @@ static void report(coll_ctx_t *c, const coll_step_t *s, size_t chunk_index, size
     coll_step_report(c, s, w);
 }
 
+/* Move a chunk's step; when it completes, the next chunk is due. */
+static int64_t advance(coll_ctx_t *c, coll_step_t *s, bool *active, size_t *chunk, bool *moved)
+{
+    int64_t k = coll_step_move(c, s);
+    if (k < 0)
+        return k;
+    *moved |= k > 0;
+    if (coll_step_complete(c, s)) {
+        (*chunk)++;
+        *active = false;
+        *moved = true;
+    }
+    return k;
+}
+
 tide_status_t coll_pipeline(coll_ctx_t *c, const coll_pipeline_t *p, const char *what)
 {
     enum { MAXP = 32 };
@@ -108,16 +123,10 @@ tide_status_t coll_pipeline(coll_ctx_t *c, const coll_pipeline_t *p, const char 
                     coll_recv_step(p->from[j], p->buf + OFF(rcv[j]), LEN(rcv[j]), p->fn, p->esize);
                 ract[j] = true;
             }
-            int64_t k = coll_step_move(c, &rs[j]);
+            int64_t k = advance(c, &rs[j], &ract[j], &rcv[j], &moved);
             if (k < 0) {
                 coll_busy(c, &w);
                 return (tide_status_t)k;
-            }
-            moved |= k > 0;
-            if (coll_step_complete(c, &rs[j])) {
-                rcv[j]++;
-                ract[j] = false;
-                moved = true;
             }
         }
         size_t ready = p->nfrom ? rcv[p->nfrom - 1] : nch;
@@ -133,16 +142,10 @@ tide_status_t coll_pipeline(coll_ctx_t *c, const coll_pipeline_t *p, const char 
                 ss[d] = coll_send_step(p->to[d], p->buf + OFF(snd[d]), LEN(snd[d]));
                 sact[d] = true;
             }
-            int64_t k = coll_step_move(c, &ss[d]);
+            int64_t k = advance(c, &ss[d], &sact[d], &snd[d], &moved);
             if (k < 0) {
                 coll_busy(c, &w);
                 return (tide_status_t)k;
-            }
-            moved |= k > 0;
-            if (coll_step_complete(c, &ss[d])) {
-                snd[d]++;
-                sact[d] = false;
-                moved = true;
             }
         }
         if (done || moved)
