@@ -21,20 +21,8 @@ tide_status_t coll_bcast_tree(coll_ctx_t *c, const coll_op_t *op)
 {
     int n = c->nranks, v = (c->rank - op->root + n) % n;
     size_t bytes = op->count * op->esize;
-    int parent = -1, children[32], nchildren = 0, mask = 1, levels = 1;
-
-    while (mask < n) {
-        if (v & mask) {
-            parent = (v - mask + op->root) % n;
-            break;
-        }
-        mask <<= 1;
-    }
-    for (mask >>= 1; mask > 0; mask >>= 1)
-        if (v + mask < n)
-            children[nchildren++] = (v + mask + op->root) % n;
-    for (int m = 1; m < n; m <<= 1)
-        levels++;
+    int parent, children[32], levels;
+    int nchildren = coll_binomial_tree(n, c->rank, op->root, &parent, children, &levels);
     coll_pipeline_t p = {
         .from = &parent,
         .nfrom = parent >= 0,

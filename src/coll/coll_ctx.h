@@ -250,6 +250,31 @@ tide_status_t coll_reduce_scatter_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allreduce_rabenseifner(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allgather_bruck(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_bcast_tree(coll_ctx_t *c, const coll_op_t *op);
+
+/* This rank's place in the binomial tree rooted at root (coll_bcast_tree.c
+ * draws it): its parent (-1 at the root), its children from the largest
+ * subtree to the smallest (returns how many, at most 32), and the tree's
+ * levels. */
+static inline int coll_binomial_tree(int n, int rank, int root, int *parent, int children[32],
+                                     int *levels)
+{
+    int v = (rank - root + n) % n, mask = 1, k = 0;
+    *parent = -1;
+    while (mask < n) {
+        if (v & mask) {
+            *parent = (v - mask + root) % n;
+            break;
+        }
+        mask <<= 1;
+    }
+    for (mask >>= 1; mask > 0; mask >>= 1)
+        if (v + mask < n)
+            children[k++] = (v + mask + root) % n;
+    *levels = 1;
+    for (int m = 1; m < n; m <<= 1)
+        ++*levels;
+    return k;
+}
 tide_status_t coll_bcast_chain(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_reduce_tree(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_reduce_chain(coll_ctx_t *c, const coll_op_t *op);

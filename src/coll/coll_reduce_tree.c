@@ -18,19 +18,13 @@ tide_status_t coll_reduce_tree(coll_ctx_t *c, const coll_op_t *op)
 {
     int n = c->nranks, v = (c->rank - op->root + n) % n;
     size_t bytes = op->count * op->esize;
-    int parent = -1, children[32], nchildren = 0, mask = 1, levels = 1;
-
-    while (mask < n) {
-        if (v & mask) {
-            parent = (v - mask + op->root) % n;
-            break;
-        }
-        mask <<= 1;
+    int parent, children[32], levels;
+    int nchildren = coll_binomial_tree(n, c->rank, op->root, &parent, children, &levels);
+    for (int i = 0; i < nchildren / 2; i++) { /* smallest subtree first: it is ready first */
+        int t = children[i];
+        children[i] = children[nchildren - 1 - i];
+        children[nchildren - 1 - i] = t;
     }
-    for (int m = 1; m < mask && v + m < n; m <<= 1)
-        children[nchildren++] = (v + m + op->root) % n;
-    for (int m = 1; m < n; m <<= 1)
-        levels++;
     char *acc;
     if (v == 0)
         acc = op->rbuf;
