@@ -26,9 +26,11 @@
  * - chunks are messages: both ends cut the buffer the same way, so sender
  *   and receiver agree on every message boundary.
  */
+#define TIDE_LOG_THIS TIDE_SUBSYS_COLL
 #include <stdio.h>
 #include <string.h>
 #include "coll_ctx.h"
+#include "util_log.h"
 
 /* Per-chunk cost over shared memory, in bytes of copy time (about 1 us at
  * ~5 GB/s): the chunk that balances it against the pipeline's fill time. */
@@ -87,8 +89,13 @@ tide_status_t coll_pipeline(coll_ctx_t *c, const coll_pipeline_t *p, const char 
 {
     enum { MAXP = 32 };
     if (p->nfrom > MAXP || p->nto > MAXP || p->nfrom < 0 || p->nto < 0 || p->chunk == 0 ||
-        (p->nfrom > 1 && !p->fn))
+        (p->nfrom > 1 && !p->fn)) {
+        tide_error("%s %s: pipeline of %d sources and %d destinations (at most %d), chunk %zu, "
+                   "%s: not runnable",
+                   c->op_name, what, p->nfrom, p->nto, MAXP, p->chunk,
+                   p->fn ? "combining" : "copying");
         return TIDE_ERR_INTERNAL;
+    }
     size_t nch = (p->bytes + p->chunk - 1) / p->chunk, inited = 0;
     size_t rcv[MAXP] = {0}, snd[MAXP] = {0};
     bool ract[MAXP] = {0}, sact[MAXP] = {0};

@@ -168,8 +168,11 @@ tide_status_t coll_select(coll_ctx_t *c, const coll_op_t *op, const coll_algo_t 
             const rule_t *t = &table[i];
             if (t->kind == op->kind && (t->on & on) && n >= t->min_ranks &&
                 (!t->max_ranks || n <= t->max_ranks) && (!t->pow2 || (n & (n - 1)) == 0) &&
-                (!t->below || bytes < t->below))
-                a = find(op->kind, t->algo);
+                (!t->below || bytes < t->below) && !(a = find(op->kind, t->algo))) {
+                tide_error("selection table row %zu names no %s algorithm '%s'", i,
+                           coll_kind_name(op->kind), t->algo);
+                return TIDE_ERR_INTERNAL;
+            }
         }
         for (size_t i = 0; !a && i < TIDE_ARRAY_SIZE(algos); i++)
             if (algos[i].kind == op->kind)
