@@ -258,6 +258,16 @@ tide_status_t p2p_batch_submit_signal(tide_engine_t *e, const tide_request_t *re
  * signalling batch completed. */
 void p2p_set_signal_hook(tide_engine_t *e, p2p_signal_hook_t hook, void *arg);
 
+/* Caller-driven progress (see transport.h): take over the progress of the
+ * transports that allow it (returns the set taken, 0 if none now), poll
+ * them (true when anything happened), give them back (`now`: before the
+ * caller sleeps). A thread that spins waiting on the engine polls instead
+ * of waiting for a progress thread to wake; it gives progress back before
+ * it sleeps or leaves. */
+unsigned p2p_poll_begin(tide_engine_t *e);
+bool p2p_poll(tide_engine_t *e, unsigned taken);
+void p2p_poll_end(tide_engine_t *e, unsigned taken, bool now);
+
 tide_status_t p2p_engine_create(tide_store_t *store, int rank, int nranks,
                                 const tide_engine_config_t *cfg, tide_engine_t **out);
 

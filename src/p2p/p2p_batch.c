@@ -438,8 +438,15 @@ tide_status_t tide_batch_wait(tide_batch_t *b, int timeout_ms)
     if (timeout_ms < 0)
         timeout_ms = b->engine->timeout_ms;
     int64_t start = tide_time_ns(), deadline = tide_deadline_ms(timeout_ms);
-    while (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE) && tide_time_ns() - start < SPIN_NS)
-        __builtin_ia32_pause();
+    /* Spin a little, receiving what completes the batch ourselves. */
+    unsigned taken = 0;
+    while (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE) && tide_time_ns() - start < SPIN_NS) {
+        if (!taken)
+            taken = p2p_poll_begin(b->engine);
+        if (!taken || !p2p_poll(b->engine, taken))
+            __builtin_ia32_pause();
+    }
+    p2p_poll_end(b->engine, taken, true); /* the caller may wait on anything next */
     if (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE)) {
         __atomic_add_fetch(&b->waiters, 1, __ATOMIC_ACQ_REL);
         while (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE) && tide_time_ns() < deadline)

@@ -344,6 +344,33 @@ tide_status_t tide_notify_wait(tide_engine_t *e, int peer, uint64_t count, int t
     return TIDE_SUCCESS;
 }
 
+/* ------------------------------------------------ caller-driven progress */
+
+unsigned p2p_poll_begin(tide_engine_t *e)
+{
+    unsigned taken = 0;
+    for (int i = 0; i < e->ntr; i++)
+        if (e->tr[i]->poll_begin && e->tr[i]->poll_begin(e->tr_ctx[i]))
+            taken |= 1u << i;
+    return taken;
+}
+
+bool p2p_poll(tide_engine_t *e, unsigned taken)
+{
+    bool any = false;
+    for (int i = 0; i < e->ntr; i++)
+        if (taken & (1u << i))
+            any |= e->tr[i]->poll(e->tr_ctx[i]);
+    return any;
+}
+
+void p2p_poll_end(tide_engine_t *e, unsigned taken, bool now)
+{
+    for (int i = 0; i < e->ntr; i++)
+        if (taken & (1u << i))
+            e->tr[i]->poll_end(e->tr_ctx[i], now);
+}
+
 /* ------------------------------------------------------ control messages */
 
 void p2p_ctrl_received(tide_engine_t *e, int from, uint32_t word, uint64_t a, uint64_t b)

@@ -58,6 +58,19 @@ struct p2p_transport_ops {
      * `from` (see p2p_ctrl_post). Optional. The TCP progress thread. */
     void (*ctrl)(void *ctx, int from, uint32_t kind, uint64_t a, uint64_t b);
 
+    /* Caller-driven progress, optional: a thread waiting on the engine
+     * takes the transport's progress over (poll_begin; false: not now),
+     * does its progress thread's work without blocking (poll; true when
+     * anything happened), and gives it back (poll_end; with `now` at once,
+     * as before the taker sleeps, else the transport may take it back a
+     * little later, so that a taker polling again soon costs nothing).
+     * Between begin and end the progress thread does nothing, so the taker
+     * must poll or end soon, and never sleep in between. Any thread, one at
+     * a time. */
+    bool (*poll_begin)(void *ctx);
+    bool (*poll)(void *ctx);
+    void (*poll_end)(void *ctx, bool now);
+
     /* Quiesce: stop the transport's threads, so that nothing calls into
      * the engine or other transports any more. Optional; fini follows. */
     void (*stop)(void *ctx);

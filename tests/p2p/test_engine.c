@@ -409,6 +409,49 @@ static void test_stream_broken_mid_batch(void **state)
     free(dst);
 }
 
+/* Signalling batches in flight back to back (as the collectives' pipes
+ * post them over TCP), a stream broken under them: no signal is seen
+ * before the data it covers has landed, and all of it lands. */
+static void test_inband_signals_stay_ordered(void **state)
+{
+    pair_t *p = *state;
+    enum { PIECE = 4 << 20, N = 6, LEN = N * PIECE, CHAN = 1 };
+    unsigned char *src = malloc(LEN), *dst = calloc(1, LEN);
+    uint32_t sid, did;
+    fill(src, LEN);
+    assert_int_equal(tide_segment_register(p->eng[0], src, LEN, &sid), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_register(p->eng[1], dst, LEN, &did), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_open(p->eng[0], 1, did, 1000), TIDE_SUCCESS);
+    uint64_t base = p2p_signal_value(p->eng[1], 0, CHAN);
+    tide_batch_t *b[N];
+    for (int i = 0; i < N; i++) {
+        tide_request_t r = {TIDE_OP_WRITE,       sid,  (uint64_t)i * PIECE, 1, did,
+                            (uint64_t)i * PIECE, PIECE};
+        assert_int_equal(p2p_batch_submit_signal(p->eng[0], &r, 1, 1, CHAN,
+                                                 base + (uint64_t)(i + 1) * PIECE, &b[i]),
+                         TIDE_SUCCESS);
+        if (i == 1)
+            p2p_tcp_break_stream(p->eng[0], 1, CHAN % p->eng[0]->tcp_streams);
+    }
+    uint64_t seen = 0;
+    int64_t deadline = tide_deadline_ms(20000);
+    while (seen < LEN && tide_time_ns() < deadline) {
+        uint64_t v = p2p_signal_value(p->eng[1], 0, CHAN) - base;
+        if (v > seen) {
+            assert_true(v <= LEN);
+            expect_equal(dst + seen, src + seen, v - seen, "data a signal covers");
+            seen = v;
+        }
+    }
+    assert_int_equal(seen, LEN);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(tide_batch_wait(b[i], 20000), TIDE_SUCCESS);
+        tide_batch_free(b[i]);
+    }
+    free(src);
+    free(dst);
+}
+
 /* ---------------------------------------------- hostile clients on TCP */
 
 static int raw_connect(pair_t *p)
@@ -1030,6 +1073,7 @@ int main(int argc, char **argv)
         BOTH(test_invalid),
         BOTH(test_coalesced),
         cmocka_unit_test_setup_teardown(test_stream_broken_mid_batch, setup_tcp, teardown),
+        cmocka_unit_test_setup_teardown(test_inband_signals_stay_ordered, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_clients, setup_tcp, teardown),
         cmocka_unit_test(test_from_store),
         cmocka_unit_test(test_rdma_absent_is_quiet),

@@ -21,9 +21,18 @@
  * streams are reconnected once; if that fails too, the slices fail with
  * TIDE_ERR_PEER.
  *
- * Threads: posting threads write under the stream's lock; one progress
- * thread per engine (epoll) reads, writes what could not be written at
- * once, and tears streams down.
+ * Threads: posting threads write under the stream's lock. Reading,
+ * writing what could not be written at once and tearing streams down is
+ * progress, done under the progress lock by one thread at a time: the
+ * engine's progress thread, or a thread that waits on the engine and took
+ * progress over (tcp_poll_begin .. tcp_poll_end), so that a waiter spinning
+ * on a result receives it itself instead of waiting for a thread to wake.
+ *
+ * The progress thread sleeps on `outer`, an epoll set holding the wake
+ * eventfd and `epfd` (the streams' and the listening socket's set). A
+ * thread taking progress over removes epfd's interest from outer, so that
+ * arrivals no longer wake the progress thread, and restores it when it
+ * gives progress back (what arrived meanwhile then wakes it at once).
  */
 #define TIDE_LOG_THIS TIDE_SUBSYS_P2P
 #include <arpa/inet.h>
@@ -47,10 +56,12 @@
 #include "util_random.h"
 #include "util_time.h"
 
-#define RBUF_SIZE       (256 * 1024)
+#define RBUF_SIZE       (16 * 1024)
+#define RX_AHEAD        4096
 #define IOV_BATCH       64
 #define RECONNECT_MS    500
 #define FRAMES_PER_WAKE 4096
+#define LEND_MS         1 /* progress lent to a polling thread comes back after this */
 
 typedef struct tcp_out {
     struct tcp_out *next;
@@ -75,6 +86,7 @@ typedef struct tcp_stream {
     /* receiving (progress thread) */
     uint8_t *rbuf;
     size_t rpos, rlen;
+    bool drained; /* a recv came back short: the socket was empty (until epoll says) */
     bool in_payload;
     char *dst;
     uint32_t left;
@@ -87,7 +99,8 @@ typedef struct tcp_stream {
 } tcp_stream_t;
 
 typedef struct tcp_peer {
-    pthread_mutex_t lock; /* connecting */
+    pthread_mutex_t lock;       /* connecting */
+    pthread_mutex_t order_lock; /* ordered sends; moving a failed stream's slices */
     tcp_stream_t **streams;
     bool connected;
     unsigned rr;
@@ -95,7 +108,12 @@ typedef struct tcp_peer {
 
 typedef struct tcp_ctx {
     tide_engine_t *e;
-    int listen_fd, epfd, wake_fd;
+    int listen_fd, epfd, wake_fd, outer;
+    pthread_mutex_t plock; /* progress: held by whoever runs it */
+    bool lent;             /* under plock: epfd is out of outer (a thread took progress) */
+    int64_t last_poll;     /* atomic: when a taker last gave progress back */
+    int backlog;           /* atomic: streams with output waiting for room */
+    bool long_wait;        /* atomic: the progress thread may sleep long */
     pthread_t thread;
     int stop;
     bool started;
@@ -107,6 +125,7 @@ typedef struct tcp_ctx {
 } tcp_ctx_t;
 
 static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n, int ordered);
+static void tcp_send_locked(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n, int ordered);
 
 static void sock_tune(int fd, size_t sockbuf)
 {
@@ -124,12 +143,23 @@ static void set_events(tcp_stream_t *st, uint32_t ev)
         return;
     struct epoll_event e = {.events = ev, .data.ptr = st};
     epoll_ctl(st->ctx->epfd, EPOLL_CTL_MOD, st->fd, &e);
+    if ((ev ^ st->events) & EPOLLOUT)
+        __atomic_add_fetch(&st->ctx->backlog, (ev & EPOLLOUT) ? 1 : -1, __ATOMIC_RELEASE);
     st->events = ev;
+}
+
+/* Before the stream's socket is closed. */
+static void clear_events(tcp_stream_t *st)
+{
+    if (st->events & EPOLLOUT)
+        __atomic_sub_fetch(&st->ctx->backlog, 1, __ATOMIC_RELEASE);
+    st->events = 0;
 }
 
 static void reset_rx(tcp_stream_t *st)
 {
     st->rpos = st->rlen = 0;
+    st->drained = false;
     st->in_payload = false;
     st->dst = NULL;
     st->left = 0;
@@ -353,8 +383,26 @@ static void fail_slices(tide_engine_t *e, p2p_slice_t **s, size_t n, tide_status
 /* Spread s[0..n) over peer's usable streams (contiguous shares, rotating
  * start), or, with ordered >= 0, keep them in order on one stream: stream
  * `ordered` if usable, else the first usable one. Reconnect once if none
- * is usable. */
+ * is usable.
+ *
+ * Ordered sends hold the peer's order lock, as does a failing stream
+ * while it moves its slices: so what was ordered before a failure stays
+ * ahead of what is ordered after it (a signal never overtakes the data of
+ * an earlier batch, whose slices were moving to another stream). */
 static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n, int ordered)
+{
+    if (ordered < 0) {
+        tcp_send_locked(c, peer, s, n, ordered);
+        return;
+    }
+    tcp_peer_t *tp = &c->peers[peer->rank];
+    pthread_mutex_lock(&tp->order_lock);
+    tcp_send_locked(c, peer, s, n, ordered);
+    pthread_mutex_unlock(&tp->order_lock);
+}
+
+/* tcp_send, the order lock held for ordered sends. */
+static void tcp_send_locked(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n, int ordered)
 {
     tcp_peer_t *tp = &c->peers[peer->rank];
     tcp_stream_t *use[64];
@@ -388,7 +436,7 @@ static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n, 
         for (size_t i = 0; i < n; i++)
             s[i]->next = i + 1 < n ? s[i + 1] : NULL;
         if (!stream_enqueue(one, s[0], s[n - 1]))
-            tcp_send(c, peer, s, n, ordered); /* it died meanwhile */
+            tcp_send_locked(c, peer, s, n, ordered); /* it died meanwhile */
         return;
     }
     unsigned start = __atomic_fetch_add(&tp->rr, 1, __ATOMIC_RELAXED);
@@ -400,7 +448,7 @@ static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n, 
         for (size_t i = lo; i < hi; i++)
             s[i]->next = i + 1 < hi ? s[i + 1] : NULL;
         if (!stream_enqueue(use[(start + (unsigned)j) % (unsigned)k], s[lo], s[hi - 1]))
-            tcp_send(c, peer, s + lo, hi - lo, -1); /* it died meanwhile: the rest decide */
+            tcp_send_locked(c, peer, s + lo, hi - lo, -1); /* it died meanwhile */
     }
 }
 
@@ -460,10 +508,21 @@ static size_t tcp_post(void *ctx, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
 
 /* ------------------------------------------------------ stream failure */
 
+static void stream_fail_locked(tcp_stream_t *st, const char *why, tide_status_t fail_with);
+
 /* Tear an initiator stream down and move its slices elsewhere (or fail
  * them with `fail_with` when it is not TIDE_SUCCESS). Progress thread or
  * fini. */
 static void stream_fail(tcp_stream_t *st, const char *why, tide_status_t fail_with)
+{
+    tcp_ctx_t *c = st->ctx;
+    tcp_peer_t *tp = &c->peers[st->peer];
+    pthread_mutex_lock(&tp->order_lock);
+    stream_fail_locked(st, why, fail_with);
+    pthread_mutex_unlock(&tp->order_lock);
+}
+
+static void stream_fail_locked(tcp_stream_t *st, const char *why, tide_status_t fail_with)
 {
     tcp_ctx_t *c = st->ctx;
     p2p_slice_t *chain;
@@ -482,6 +541,7 @@ static void stream_fail(tcp_stream_t *st, const char *why, tide_status_t fail_wi
         p2p_path_set_state(&st->path, P2P_PATH_FAILED, why, st->f_head || st->q_head);
     }
     epoll_ctl(c->epfd, EPOLL_CTL_DEL, st->fd, NULL);
+    clear_events(st);
     close(st->fd);
     st->fd = -1;
     if (st->f_tail) {
@@ -518,7 +578,7 @@ static void stream_fail(tcp_stream_t *st, const char *why, tide_status_t fail_wi
         tide_info("path %s: moving %zu slices to another path to rank %d", st->path.name, n,
                   st->peer);
         /* In their order, on one stream: a signal stays behind its data. */
-        tcp_send(c, &c->e->peers[st->peer], arr, n, st->index);
+        tcp_send_locked(c, &c->e->peers[st->peer], arr, n, st->index);
     }
     free(arr);
 }
@@ -551,15 +611,21 @@ static ssize_t rx_recv(int fd, void *buf, size_t len, const char **why)
 static int rx_fill(tcp_stream_t *st, size_t want, const char **why)
 {
     while (st->rlen - st->rpos < want) {
+        if (st->drained)
+            return 0;
         if (st->rpos > 0) {
             memmove(st->rbuf, st->rbuf + st->rpos, st->rlen - st->rpos);
             st->rlen -= st->rpos;
             st->rpos = 0;
         }
-        ssize_t n = rx_recv(st->fd, st->rbuf + st->rlen, RBUF_SIZE - st->rlen, why);
+        /* Read ahead a little only: payload bytes read here are copied
+         * once more, those left in the socket go straight to memory. */
+        size_t room = TIDE_MIN(RBUF_SIZE - st->rlen, TIDE_MAX(want, (size_t)RX_AHEAD));
+        ssize_t n = rx_recv(st->fd, st->rbuf + st->rlen, room, why);
         if (n <= 0)
             return (int)n;
         st->rlen += (size_t)n;
+        st->drained = (size_t)n < room;
     }
     return 1;
 }
@@ -574,9 +640,12 @@ static int rx_payload(tcp_stream_t *st, const char **why)
     st->dst += take;
     st->left -= (uint32_t)take;
     while (st->left > 0) {
+        if (st->drained)
+            return 0;
         ssize_t n = rx_recv(st->fd, st->dst, st->left, why);
         if (n <= 0)
             return (int)n;
+        st->drained = (size_t)n < st->left;
         st->dst += n;
         st->left -= (uint32_t)n;
     }
@@ -747,6 +816,7 @@ static void target_kill(tcp_stream_t *st, const char *why)
         tide_warn("tcp: closing stream %d from rank %d (%s)", st->index, st->peer, why);
     st->dead = true;
     epoll_ctl(c->epfd, EPOLL_CTL_DEL, st->fd, NULL);
+    clear_events(st);
     close(st->fd);
     st->fd = -1;
     if (st->cur_seg)
@@ -903,49 +973,118 @@ static void free_stream(tcp_stream_t *st)
     free(st);
 }
 
+/* Handle what is ready on the streams and the listening socket; plock
+ * held. Returns the number of events handled. */
+static int tcp_dispatch(tcp_ctx_t *c)
+{
+    struct epoll_event ev[64];
+    int n = epoll_wait(c->epfd, ev, 64, 0);
+    for (int i = 0; i < n; i++) {
+        void *p = ev[i].data.ptr;
+        if (p == &c->listen_fd) {
+            accept_all(c);
+            continue;
+        }
+        tcp_stream_t *st = p;
+        st->drained = false;
+        if (st->target) {
+            if (!st->dead && (ev[i].events & EPOLLOUT) && target_flush(st) != 0)
+                target_kill(st, NULL);
+            if (!st->dead && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                target_read(st);
+        } else {
+            if (ev[i].events & EPOLLOUT) {
+                pthread_mutex_lock(&st->lock);
+                if (!st->dead && init_flush(st) != 0) {
+                    tide_info("path %s: send: %m", st->path.name);
+                    shutdown(st->fd, SHUT_RDWR);
+                }
+                pthread_mutex_unlock(&st->lock);
+            }
+            if (!st->dead && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                init_read(st);
+        }
+    }
+    tide_list_t *pos, *tmp;
+    tide_list_for_each_safe(pos, tmp, &c->dead)
+    {
+        tide_list_remove(pos);
+        free_stream(tide_list_entry(pos, tcp_stream_t, link));
+    }
+    return n > 0 ? n : 0;
+}
+
+static void outer_watch(tcp_ctx_t *c, bool on)
+{
+    struct epoll_event e = {.events = on ? EPOLLIN : 0, .data.ptr = &c->epfd};
+    epoll_ctl(c->outer, EPOLL_CTL_MOD, c->epfd, &e);
+    __atomic_store_n(&c->lent, !on, __ATOMIC_SEQ_CST);
+}
+
 static void *progress_main(void *arg)
 {
     tcp_ctx_t *c = arg;
-    struct epoll_event ev[64];
+    struct epoll_event ev[2];
 
     tide_numa_bind_thread(c->numa_node);
     while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
-        int n = epoll_wait(c->epfd, ev, 64, 200);
-        for (int i = 0; i < n; i++) {
-            void *p = ev[i].data.ptr;
-            if (p == &c->listen_fd) {
-                accept_all(c);
-            } else if (p == &c->wake_fd) {
+        /* Announce a long sleep before looking at `lent`: a taker that
+         * leaves progress lent then wakes us (tcp_poll_end). */
+        __atomic_store_n(&c->long_wait, true, __ATOMIC_SEQ_CST);
+        bool lent = __atomic_load_n(&c->lent, __ATOMIC_SEQ_CST);
+        if (lent)
+            __atomic_store_n(&c->long_wait, false, __ATOMIC_RELAXED);
+        int n = epoll_wait(c->outer, ev, 2, lent ? LEND_MS : 200);
+        __atomic_store_n(&c->long_wait, false, __ATOMIC_RELAXED);
+        for (int i = 0; i < n; i++)
+            if (ev[i].data.ptr == &c->wake_fd)
                 tide_wake_drain(c->wake_fd);
-            } else {
-                tcp_stream_t *st = p;
-                if (st->target) {
-                    if (!st->dead && (ev[i].events & EPOLLOUT) && target_flush(st) != 0)
-                        target_kill(st, NULL);
-                    if (!st->dead && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-                        target_read(st);
-                } else {
-                    if (ev[i].events & EPOLLOUT) {
-                        pthread_mutex_lock(&st->lock);
-                        if (!st->dead && init_flush(st) != 0) {
-                            tide_info("path %s: send: %m", st->path.name);
-                            shutdown(st->fd, SHUT_RDWR);
-                        }
-                        pthread_mutex_unlock(&st->lock);
-                    }
-                    if (!st->dead && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-                        init_read(st);
-                }
+        if (pthread_mutex_trylock(&c->plock) != 0)
+            continue;  /* a waiting thread polls */
+        if (c->lent) { /* lent out: take it back once nobody polled for a while */
+            int64_t idle = tide_time_ns() - __atomic_load_n(&c->last_poll, __ATOMIC_RELAXED);
+            if (idle < LEND_MS * TIDE_NS_PER_MS) {
+                pthread_mutex_unlock(&c->plock);
+                continue;
             }
+            outer_watch(c, true);
         }
-        tide_list_t *pos, *tmp;
-        tide_list_for_each_safe(pos, tmp, &c->dead)
-        {
-            tide_list_remove(pos);
-            free_stream(tide_list_entry(pos, tcp_stream_t, link));
-        }
+        tcp_dispatch(c);
+        pthread_mutex_unlock(&c->plock);
     }
     return NULL;
+}
+
+/* ------------------------------------------------- caller-driven progress */
+
+static bool tcp_poll_begin(void *ctx)
+{
+    tcp_ctx_t *c = ctx;
+    if (pthread_mutex_trylock(&c->plock) != 0)
+        return false; /* the progress thread is at it: it will be done soon */
+    if (!c->lent)
+        outer_watch(c, false);
+    return true;
+}
+
+static bool tcp_poll(void *ctx)
+{
+    return tcp_dispatch(ctx) > 0;
+}
+
+/* Give progress back. Lazily where nothing waits to be written: a thread
+ * that polls again soon (the next operation) takes it over without a
+ * system call, and the progress thread takes it back after LEND_MS
+ * otherwise. At once where the taker goes to sleep or output is pending. */
+static void tcp_poll_end(void *ctx, bool now)
+{
+    tcp_ctx_t *c = ctx;
+    __atomic_store_n(&c->last_poll, tide_time_ns(), __ATOMIC_RELAXED);
+    if (now || __atomic_load_n(&c->backlog, __ATOMIC_ACQUIRE) > 0)
+        outer_watch(c, true);
+    else if (__atomic_load_n(&c->long_wait, __ATOMIC_SEQ_CST))
+        tide_wake_post(c->wake_fd); /* to wait LEND_MS, not its long timeout */
+    pthread_mutex_unlock(&c->plock);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -977,6 +1116,7 @@ static void tcp_fini(void *ctx)
         }
         free(tp->streams);
         pthread_mutex_destroy(&tp->lock);
+        pthread_mutex_destroy(&tp->order_lock);
     }
     free(c->peers);
     tide_list_t *pos, *tmp;
@@ -999,6 +1139,9 @@ static void tcp_fini(void *ctx)
         close(c->epfd);
     if (c->wake_fd >= 0)
         close(c->wake_fd);
+    if (c->outer >= 0)
+        close(c->outer);
+    pthread_mutex_destroy(&c->plock);
     free(c);
 }
 
@@ -1030,7 +1173,8 @@ static tide_status_t tcp_init(tide_engine_t *e, void **ctx)
     if (!c)
         goto err_nomem;
     c->e = e;
-    c->listen_fd = c->epfd = c->wake_fd = -1;
+    c->listen_fd = c->epfd = c->wake_fd = c->outer = -1;
+    pthread_mutex_init(&c->plock, NULL);
     c->numa_node = tide_numa_node_here();
     tide_list_init(&c->targets);
     tide_list_init(&c->dead);
@@ -1040,6 +1184,7 @@ static tide_status_t tcp_init(tide_engine_t *e, void **ctx)
     for (int p = 0; p < e->nranks; p++) {
         tcp_peer_t *tp = &c->peers[p];
         pthread_mutex_init(&tp->lock, NULL);
+        pthread_mutex_init(&tp->order_lock, NULL);
         tp->streams = calloc((size_t)e->tcp_streams, sizeof(*tp->streams));
         if (!tp->streams)
             goto err;
@@ -1054,12 +1199,15 @@ static tide_status_t tcp_init(tide_engine_t *e, void **ctx)
     memcpy(e->self.token, c->token, sizeof(c->token));
     st = TIDE_ERR_IO;
     c->epfd = epoll_create1(EPOLL_CLOEXEC);
+    c->outer = epoll_create1(EPOLL_CLOEXEC);
     c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event le = {.events = EPOLLIN, .data.ptr = &c->listen_fd};
     struct epoll_event we = {.events = EPOLLIN, .data.ptr = &c->wake_fd};
-    if (c->epfd < 0 || c->wake_fd < 0 ||
+    struct epoll_event ie = {.events = EPOLLIN, .data.ptr = &c->epfd};
+    if (c->epfd < 0 || c->outer < 0 || c->wake_fd < 0 ||
         epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->listen_fd, &le) != 0 ||
-        epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->wake_fd, &we) != 0) {
+        epoll_ctl(c->outer, EPOLL_CTL_ADD, c->wake_fd, &we) != 0 ||
+        epoll_ctl(c->outer, EPOLL_CTL_ADD, c->epfd, &ie) != 0) {
         tide_error("tcp transport: epoll setup: %m");
         goto err;
     }
@@ -1110,6 +1258,9 @@ const p2p_transport_ops_t p2p_tcp_transport = {
     .reaches = tcp_reaches,
     .post = tcp_post,
     .paths = tcp_paths,
+    .poll_begin = tcp_poll_begin,
+    .poll = tcp_poll,
+    .poll_end = tcp_poll_end,
     .stop = tcp_stop,
     .fini = tcp_fini,
 };
