@@ -42,7 +42,8 @@ typedef struct coll_pipe_ops {
                     size_t esize);
     /* All bytes pushed to peer are visible to it (engine: written). */
     bool (*flushed)(coll_ctx_t *c, int peer);
-    /* A receive from peer finished: return space to the sender now. */
+    /* A receive from peer finished: return space to the sender now.
+     * Optional. */
     void (*pulled)(coll_ctx_t *c, int peer);
 } coll_pipe_ops_t;
 
@@ -125,6 +126,9 @@ struct coll_ctx {
     struct shm_state *shm;
     struct eng_state *eng;
     tide_engine_t *engine;
+    bool poll_engine; /* waits of this operation poll the engine */
+    unsigned polling; /* engine transports whose progress this thread took over */
+    bool lent;        /* ... and gave back lazily (the transport takes it back later) */
     /* waiting: this rank's doorbell (in its shared inbox, else private) */
     uint32_t *doorbell, *sleeping;
     uint32_t private_bell[2];
@@ -183,6 +187,11 @@ typedef struct coll_wait {
 bool coll_idle(coll_ctx_t *c, coll_wait_t *w);
 /* Something moved, or the wait ends: back to spinning. */
 void coll_busy(coll_ctx_t *c, coll_wait_t *w);
+/* Give back the engine progress a wait took over as the operation ends
+ * (lazily, unless `now`: the next operation's waits take it again without
+ * a system call); give it back for certain, before sleeping. */
+void coll_poll_end(coll_ctx_t *c, bool now);
+void coll_poll_release(coll_ctx_t *c);
 void coll_step_report(coll_ctx_t *c, const coll_step_t *s, const char *what);
 
 /* The chunked pipeline executor (coll_pipeline.c): buf flows through this

@@ -10,11 +10,14 @@
  * landed. The receiver consumes up to DATA and returns CREDIT = bytes
  * consumed, which frees the sender's ring space.
  *
- * One write batch per peer is in flight at a time, so DATA signals arrive
- * in order (the engine keeps the highest value of a counter: an earlier
- * batch's data landing after a later one's signal must not be possible).
- * Over TCP the engine sends the signal in band, behind the data on the
- * same stream, so the receiver sees it without a round trip to us.
+ * DATA signals must arrive in order (the engine keeps the highest value of
+ * a counter: an earlier batch's data landing after a later one's signal
+ * must not be possible). Over TCP the engine sends a batch's signal in
+ * band, behind its data on one stream, and keeps such batches in order
+ * (across stream failures too), so several may be in flight and the
+ * receiver sees each signal without a round trip to us. Otherwise (RDMA:
+ * the signal follows completion) one write batch per peer is in flight at
+ * a time.
  */
 #define TIDE_LOG_THIS TIDE_SUBSYS_COLL
 #include <stdlib.h>
@@ -28,12 +31,15 @@
 #define CHAN_DATA   1
 #define CHAN_CREDIT 2
 
+#define INFLIGHT_MAX 8 /* write batches in flight to a peer, signals in band */
+
 typedef struct eng_peer {
-    uint64_t sent;       /* bytes pushed (copied to stage and written or being written) */
-    uint64_t posted;     /* bytes covered by a submitted write */
-    tide_batch_t *batch; /* the write in flight, or NULL */
-    uint64_t consumed;   /* bytes taken from its stream */
-    uint64_t credited;   /* consumed bytes returned to it */
+    uint64_t sent;   /* bytes pushed (copied to stage and written or being written) */
+    uint64_t posted; /* bytes covered by a submitted write */
+    tide_batch_t *inflight[INFLIGHT_MAX]; /* oldest first, from `first` */
+    unsigned first, n;
+    uint64_t consumed; /* bytes taken from its stream */
+    uint64_t credited; /* consumed bytes returned to it */
 } eng_peer_t;
 
 struct eng_state {
@@ -49,17 +55,20 @@ static void bell_hook(void *arg)
     coll_bell_ring(c->doorbell, c->sleeping);
 }
 
-/* Retire a finished write; start the next one if bytes wait in stage. */
+/* Retire finished writes; start the next one if bytes wait in stage and
+ * the batches in flight allow it. */
 static int64_t eng_write_progress(coll_ctx_t *c, int peer)
 {
     struct eng_state *s = c->eng;
     eng_peer_t *p = &s->peers[peer];
-    if (p->batch) {
-        tide_status_t st = tide_batch_test(p->batch);
+    while (p->n) {
+        tide_batch_t *b = p->inflight[p->first];
+        tide_status_t st = tide_batch_test(b);
         if (st == TIDE_IN_PROGRESS)
-            return 0;
-        tide_batch_free(p->batch);
-        p->batch = NULL;
+            break;
+        tide_batch_free(b);
+        p->first = (p->first + 1) % INFLIGHT_MAX;
+        p->n--;
         if (st != TIDE_SUCCESS) {
             tide_error("coll %s: write to rank %d failed: %s", c->op_name, peer,
                        tide_status_str(st));
@@ -68,6 +77,9 @@ static int64_t eng_write_progress(coll_ctx_t *c, int peer)
     }
     if (p->posted == p->sent)
         return 0;
+    if (p->n == INFLIGHT_MAX ||
+        (p->n && !p->inflight[(p->first + p->n - 1) % INFLIGHT_MAX]->signal_inband))
+        return 0; /* a signal not in band must land before the next batch's */
     /* One contiguous run of the ring per batch (at most two requests). */
     tide_request_t req[2];
     size_t n = 0;
@@ -83,9 +95,11 @@ static int64_t eng_write_progress(coll_ctx_t *c, int peer)
                                     len};
         from += len;
     }
-    tide_status_t st = p2p_batch_submit_signal(c->engine, req, n, peer, CHAN_DATA, from, &p->batch);
+    tide_batch_t *b;
+    tide_status_t st = p2p_batch_submit_signal(c->engine, req, n, peer, CHAN_DATA, from, &b);
     if (st != TIDE_SUCCESS)
         return st;
+    p->inflight[(p->first + p->n++) % INFLIGHT_MAX] = b;
     p->posted = from;
     return 0;
 }
@@ -158,11 +172,11 @@ static int64_t eng_pull(coll_ctx_t *c, int peer, void *buf, size_t len, coll_red
 }
 
 const coll_pipe_ops_t coll_engine_pipe = {
-    .name = "engine",
-    .push = eng_push,
-    .pull = eng_pull,
-    .flushed = eng_flushed,
-    .pulled = eng_credit,
+    .name = "engine", .push = eng_push, .pull = eng_pull, .flushed = eng_flushed,
+    /* No .pulled: space goes back a quarter of the ring at a time (in
+     * eng_pull), never after each message, which would cost a message of
+     * its own each time; the sender always has three quarters of the ring
+     * and pushes what fits, so no exchange can wait on space held back. */
 };
 
 tide_status_t coll_engine_setup(coll_ctx_t *c)
