@@ -38,6 +38,7 @@ typedef struct eng_peer {
     uint64_t posted; /* bytes covered by a submitted write */
     tide_batch_t *inflight[INFLIGHT_MAX]; /* oldest first, from `first` */
     unsigned first, n;
+    bool tcp_only;     /* only TCP reaches it: signals in band, batches in order */
     uint64_t consumed; /* bytes taken from its stream */
     uint64_t credited; /* consumed bytes returned to it */
 } eng_peer_t;
@@ -77,15 +78,21 @@ static int64_t eng_write_progress(coll_ctx_t *c, int peer)
     }
     if (p->posted == p->sent)
         return 0;
-    if (p->n == INFLIGHT_MAX ||
-        (p->n && !p->inflight[(p->first + p->n - 1) % INFLIGHT_MAX]->signal_inband))
-        return 0; /* a signal not in band must land before the next batch's */
+    /* Another batch in flight only where every batch's signal goes in band
+     * on one ordered stream: a signal sent after completion (RDMA, or a
+     * batch moved from RDMA to TCP) could overtake an earlier batch's
+     * data. */
+    if (p->n && (!p->tcp_only || p->n == INFLIGHT_MAX ||
+                 !p->inflight[(p->first + p->n - 1) % INFLIGHT_MAX]->signal_inband))
+        return 0;
     /* One contiguous run of the ring per batch (at most two requests). */
     tide_request_t req[2];
     size_t n = 0;
     uint64_t from = p->posted, to = p->sent;
-    while (from < to && n < 2) {
-        size_t pos = from % s->ring, len = TIDE_MIN((size_t)(to - from), s->ring - pos);
+    /* Few enough slices for the signal to go in band (tcp: up to 63). */
+    uint64_t end = TIDE_MIN(to, from + 16 * (uint64_t)c->engine->slice_size);
+    while (from < end && n < 2) {
+        size_t pos = from % s->ring, len = TIDE_MIN((size_t)(end - from), s->ring - pos);
         req[n++] = (tide_request_t){TIDE_OP_WRITE,
                                     s->stage_id,
                                     (uint64_t)peer * s->ring + pos,
@@ -204,6 +211,8 @@ tide_status_t coll_engine_setup(coll_ctx_t *c)
         (st = tide_segment_register(c->engine, s->stage, bytes, &s->stage_id)) != TIDE_SUCCESS)
         return st;
     p2p_set_signal_hook(c->engine, bell_hook, c);
+    for (int r = 0; r < c->nranks; r++)
+        s->peers[r].tcp_only = r != c->rank && p2p_peer_tcp_only(c->engine, r);
     for (int r = 0; r < c->nranks; r++) /* every rank's recv segment has our id */
         if (c->pipe[r] == &coll_engine_pipe &&
             (st = tide_segment_open(c->engine, r, s->recv_id, c->timeout_ms)) != TIDE_SUCCESS)

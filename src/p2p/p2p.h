@@ -265,6 +265,8 @@ void p2p_set_signal_hook(tide_engine_t *e, p2p_signal_hook_t hook, void *arg);
  * of waiting for a progress thread to wake; it gives progress back before
  * it sleeps or leaves. */
 unsigned p2p_poll_begin(tide_engine_t *e);
+/* No transport but TCP reaches peer (its in-band signals keep order). */
+bool p2p_peer_tcp_only(tide_engine_t *e, int peer);
 bool p2p_poll(tide_engine_t *e, unsigned taken);
 void p2p_poll_end(tide_engine_t *e, unsigned taken, bool now);
 

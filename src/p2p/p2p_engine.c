@@ -355,6 +355,14 @@ unsigned p2p_poll_begin(tide_engine_t *e)
     return taken;
 }
 
+bool p2p_peer_tcp_only(tide_engine_t *e, int peer)
+{
+    for (int i = 0; i < e->ntr; i++)
+        if (e->tr[i]->bit != TIDE_TRANSPORT_TCP && e->tr[i]->reaches(e->tr_ctx[i], &e->peers[peer]))
+            return false;
+    return true;
+}
+
 bool p2p_poll(tide_engine_t *e, unsigned taken)
 {
     bool any = false;
