@@ -55,7 +55,9 @@ struct p2p_transport_ops {
     size_t (*paths)(void *ctx, p2p_peer_t *peer, tide_path_stats_t *out, size_t max);
 
     /* A control message (kind, a, b) from the same transport of peer
-     * `from` (see p2p_ctrl_post). Optional. The TCP progress thread. */
+     * `from` (see p2p_ctrl_post). Optional. Whoever runs TCP progress: its
+     * progress thread, or a thread waiting on the engine that took it
+     * over; either way one at a time. */
     void (*ctrl)(void *ctx, int from, uint32_t kind, uint64_t a, uint64_t b);
 
     /* Caller-driven progress, optional: a thread waiting on the engine

@@ -10,7 +10,7 @@
  * completes the n oldest WRITE/NOTIFY slices, READ_RESP the oldest READ,
  * whose payload is received straight into local memory.
  *
- * Target side (the progress thread only): the hello is checked, then every
+ * Target side (whoever runs progress, see Threads): the hello is checked, then every
  * header: segment, offset and length are checked against the local
  * segment table before a byte of payload touches memory. A bad hello or
  * header costs that stream its connection, nothing else.
