@@ -51,10 +51,13 @@ static const coll_algo_t algos[] = {
  *   then Rabenseifner (2 log2 n steps, the ring's bytes), except for large
  *   buffers on rank counts that are not a power of two, where its fold
  *   costs a whole extra buffer and the ring is as fast.
- * - allgather (size: one rank's block): Bruck up to 512 KiB blocks at
- *   np >= 3 (np=4, 16-64 KiB blocks: 1.3x the ring); direct reads above.
- * - broadcast: the binomial tree, streamed in chunks, below 128 KiB;
- *   direct reads above (np=4, 256 KiB: 1.3x the tree). The pipelined
+ * - allgather (size: one rank's block): Bruck up to 128 KiB blocks at
+ *   np >= 3 (np=4, 16-64 KiB blocks: 1.3x the ring), up to 512 KiB where
+ *   peers cannot be read directly; direct reads above (np=4, 128 KiB
+ *   blocks: 1.15x Bruck, four interleaved rounds of full sweeps).
+ * - broadcast: the binomial tree, streamed in chunks, below 1 MiB; direct
+ *   reads above (np=4, four interleaved rounds of full sweeps: the tree
+ *   1.1-1.15x direct at 128-512 KiB, direct 1.15x at 1 MiB). The pipelined
  *   chain is not chosen: on this machine (every hop a memory copy on the
  *   same 2 cores) it never beat the tree, shm or TCP, np 3-8; it is for
  *   links that are the bottleneck, selected with
@@ -86,12 +89,13 @@ static const rule_t table[] = {
     {COLL_ALLREDUCE, ON_NET, 0, 0, true, 0, "rabenseifner"},
     {COLL_ALLREDUCE, ON_NET, 0, 0, false, 1 * MiB, "rabenseifner"},
     {COLL_ALLREDUCE, ON_NET, 0, 0, false, 0, "ring"},
-    {COLL_ALLGATHER, ON_SHM | ON_DIRECT, 3, 0, false, 512 * KiB, "bruck"},
+    {COLL_ALLGATHER, ON_DIRECT, 3, 0, false, 128 * KiB, "bruck"},
+    {COLL_ALLGATHER, ON_SHM, 3, 0, false, 512 * KiB, "bruck"},
     {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 512 * KiB, "ring"},
     {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_ALLGATHER, ON_NET, 3, 0, false, 0, "bruck"},
     {COLL_ALLGATHER, ON_ANY, 0, 0, false, 0, "ring"},
-    {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 128 * KiB, "tree"},
+    {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 1 * MiB, "tree"},
     {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_BROADCAST, ON_ANY, 0, 0, false, 0, "tree"},
 };
