@@ -358,7 +358,8 @@ unsigned p2p_poll_begin(tide_engine_t *e)
 bool p2p_peer_tcp_only(tide_engine_t *e, int peer)
 {
     for (int i = 0; i < e->ntr; i++)
-        if (e->tr[i]->bit != TIDE_TRANSPORT_TCP && e->tr[i]->reaches(e->tr_ctx[i], &e->peers[peer]))
+        if (e->tr[i]->bit != TIDE_TRANSPORT_TCP && (e->transports & e->tr[i]->bit) &&
+            e->tr[i]->reaches(e->tr_ctx[i], &e->peers[peer]))
             return false;
     return true;
 }
