@@ -31,7 +31,8 @@
 #define CHAN_DATA   1
 #define CHAN_CREDIT 2
 
-#define INFLIGHT_MAX 8 /* write batches in flight to a peer, signals in band */
+#define INFLIGHT_MAX 8           /* write batches in flight to a peer, signals in band */
+#define LAZY_ACK_MAX (16 * 1024) /* batches up to this size are acknowledged lazily */
 
 typedef struct eng_peer {
     uint64_t sent;   /* bytes pushed (copied to stage and written or being written) */
@@ -102,8 +103,12 @@ static int64_t eng_write_progress(coll_ctx_t *c, int peer)
                                     len};
         from += len;
     }
+    /* Small batches are acknowledged lazily: nothing here waits on their
+     * completion (the receiver's DATA signal and CREDIT are what count),
+     * and an ACK per message costs each side a system call. */
+    unsigned flags = from - p->posted <= LAZY_ACK_MAX ? P2P_BATCH_LAZY_ACK : 0;
     tide_batch_t *b;
-    tide_status_t st = p2p_batch_submit_signal(c->engine, req, n, peer, CHAN_DATA, from, &b);
+    tide_status_t st = p2p_batch_submit_signal(c->engine, req, n, flags, peer, CHAN_DATA, from, &b);
     if (st != TIDE_SUCCESS)
         return st;
     p->inflight[(p->first + p->n++) % INFLIGHT_MAX] = b;

@@ -141,6 +141,12 @@ typedef struct p2p_slice {
 #define P2P_OP_NOTIFY 2
 #define P2P_OP_CTRL   3 /* a transport's control message (chan, roff, tag) */
 
+/* Internal batch flag (beside the public TIDE_BATCH_*): the batch's
+ * completion is not awaited closely, so its acknowledgements may come
+ * late and ride with later ones (TCP: saves the target a send and the
+ * initiator a receive per batch). */
+#define P2P_BATCH_LAZY_ACK 0x100u
+
 struct tide_batch {
     tide_engine_t *engine;
     p2p_slice_t *slices;
@@ -194,7 +200,7 @@ struct tide_engine {
     p2p_signal_hook_t signal_hook;
     void *signal_hook_arg;
 
-    tide_engine_counters_t counters; /* atomic; the RDMA transport counts */
+    tide_engine_counters_t counters; /* atomic; the transports count */
     pthread_rwlock_t ctrl_lock;      /* held while a control message is delivered */
     bool closing;                    /* under ctrl_lock: deliver no more */
 
@@ -249,9 +255,9 @@ static inline uint64_t p2p_signal_value(tide_engine_t *e, int peer, uint32_t cha
 
 /* Submit a batch that, once every request has completed, sets peer's
  * counter `chan` for us to `value` (a signal), and calls the signal hook
- * here. Otherwise tide_batch_submit. */
+ * here. Otherwise tide_batch_submit; flags: 0 or P2P_BATCH_LAZY_ACK. */
 tide_status_t p2p_batch_submit_signal(tide_engine_t *e, const tide_request_t *reqs, size_t n,
-                                      int peer, uint32_t chan, uint64_t value,
+                                      unsigned flags, int peer, uint32_t chan, uint64_t value,
                                       tide_batch_t **batch);
 
 /* Called (from the engine's threads) after a signal arrives here or a

@@ -292,15 +292,21 @@ static tide_status_t batch_submit(tide_engine_t *e, const tide_request_t *reqs, 
 tide_status_t tide_batch_submit(tide_engine_t *e, const tide_request_t *reqs, size_t n,
                                 unsigned flags, tide_batch_t **out)
 {
+    if (flags & ~TIDE_BATCH_NOTIFY) {
+        tide_error("tide_batch_submit: unknown flags 0x%x", flags);
+        return TIDE_ERR_INVALID;
+    }
     return batch_submit(e, reqs, n, flags, -1, 0, 0, out);
 }
 
 tide_status_t p2p_batch_submit_signal(tide_engine_t *e, const tide_request_t *reqs, size_t n,
-                                      int peer, uint32_t chan, uint64_t value, tide_batch_t **out)
+                                      unsigned flags, int peer, uint32_t chan, uint64_t value,
+                                      tide_batch_t **out)
 {
-    if (peer < 0 || peer >= e->nranks || chan == 0 || chan >= P2P_NCHAN)
+    if (peer < 0 || peer >= e->nranks || chan == 0 || chan >= P2P_NCHAN ||
+        (flags & ~P2P_BATCH_LAZY_ACK))
         return TIDE_ERR_INVALID;
-    return batch_submit(e, reqs, n, 0, peer, chan, value, out);
+    return batch_submit(e, reqs, n, flags, peer, chan, value, out);
 }
 
 static tide_status_t batch_submit(tide_engine_t *e, const tide_request_t *reqs, size_t n,
@@ -310,10 +316,10 @@ static tide_status_t batch_submit(tide_engine_t *e, const tide_request_t *reqs, 
     tide_status_t st;
     size_t i, k = 0;
 
-    if (!e || !reqs || n == 0 || !out || (flags & ~TIDE_BATCH_NOTIFY)) {
-        tide_error("tide_batch_submit: need an engine, 1 or more requests (got %zu), an output "
-                   "and known flags (0x%x)",
-                   n, flags);
+    if (!e || !reqs || n == 0 || !out) {
+        tide_error("tide_batch_submit: need an engine, 1 or more requests (got %zu) and an "
+                   "output",
+                   n);
         return TIDE_ERR_INVALID;
     }
     p2p_rseg_t *rs = NULL;

@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
@@ -427,7 +428,7 @@ static void test_inband_signals_stay_ordered(void **state)
     for (int i = 0; i < N; i++) {
         tide_request_t r = {TIDE_OP_WRITE,       sid,  (uint64_t)i * PIECE, 1, did,
                             (uint64_t)i * PIECE, PIECE};
-        assert_int_equal(p2p_batch_submit_signal(p->eng[0], &r, 1, 1, CHAN,
+        assert_int_equal(p2p_batch_submit_signal(p->eng[0], &r, 1, 0, 1, CHAN,
                                                  base + (uint64_t)(i + 1) * PIECE, &b[i]),
                          TIDE_SUCCESS);
         if (i == 1)
@@ -450,6 +451,97 @@ static void test_inband_signals_stay_ordered(void **state)
     }
     free(src);
     free(dst);
+}
+
+/* Small signalling batches acknowledged lazily (as the collectives' pipes
+ * post them): the target answers several with one ACK; a last batch with
+ * nothing behind it still completes (its ACK goes out after a while); a
+ * stream broken under such batches loses nothing. */
+static void test_lazy_acks(void **state)
+{
+    pair_t *p = *state;
+    enum { MSG = 256, N = 400, LEN = N * MSG, CHAN = 1 };
+    unsigned char *src = malloc(LEN), *dst = calloc(1, LEN);
+    uint32_t sid, did;
+    tide_engine_counters_t before, after;
+    fill(src, LEN);
+    assert_int_equal(tide_segment_register(p->eng[0], src, LEN, &sid), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_register(p->eng[1], dst, LEN, &did), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_open(p->eng[0], 1, did, 1000), TIDE_SUCCESS);
+    uint64_t base = p2p_signal_value(p->eng[1], 0, CHAN);
+    assert_int_equal(tide_engine_counters(p->eng[1], &before), TIDE_SUCCESS);
+    enum { INFLIGHT = 8 };
+    tide_batch_t *b[INFLIGHT] = {0};
+    for (int i = 0; i < N; i++) {
+        tide_batch_t **slot = &b[i % INFLIGHT];
+        if (*slot) { /* as the pipes do: a bounded number in flight */
+            assert_int_equal(tide_batch_wait(*slot, 20000), TIDE_SUCCESS);
+            tide_batch_free(*slot);
+        }
+        tide_request_t r = {TIDE_OP_WRITE, sid, (uint64_t)i * MSG, 1, did, (uint64_t)i * MSG, MSG};
+        assert_int_equal(p2p_batch_submit_signal(p->eng[0], &r, 1, P2P_BATCH_LAZY_ACK, 1, CHAN,
+                                                 base + (uint64_t)(i + 1) * MSG, slot),
+                         TIDE_SUCCESS);
+        if (i == N / 2)
+            p2p_tcp_break_stream(p->eng[0], 1, CHAN % p->eng[0]->tcp_streams);
+        /* one message at a time, as a latency-bound exchange: with an ACK
+         * per frame read, every batch would cost one */
+        int64_t until = tide_deadline_ms(20000);
+        while (p2p_signal_value(p->eng[1], 0, CHAN) - base < (uint64_t)(i + 1) * MSG &&
+               tide_time_ns() < until)
+            ;
+    }
+    int64_t deadline = tide_deadline_ms(20000);
+    while (p2p_signal_value(p->eng[1], 0, CHAN) - base < LEN && tide_time_ns() < deadline)
+        usleep(100);
+    assert_int_equal(p2p_signal_value(p->eng[1], 0, CHAN) - base, LEN);
+    expect_equal(dst, src, LEN, "lazily acknowledged writes");
+    for (int i = 0; i < INFLIGHT; i++) { /* the last ones: only the timer answers them */
+        assert_int_equal(tide_batch_wait(b[i], 5000), TIDE_SUCCESS);
+        tide_batch_free(b[i]);
+    }
+    assert_int_equal(tide_engine_counters(p->eng[1], &after), TIDE_SUCCESS);
+    uint64_t frames = after.tcp_frames_in - before.tcp_frames_in;
+    uint64_t acks = after.tcp_acks_out - before.tcp_acks_out;
+    print_message("lazy acks: %" PRIu64 " frames in, %" PRIu64 " ACKs out\n", frames, acks);
+    assert_true(frames >= 2 * N);    /* a WRITE and its signal per batch */
+    assert_true(acks * 3 <= frames); /* one ACK answers up to 8 frames */
+    free(src);
+    free(dst);
+}
+
+/* Frame headers: flags round-trip; the lazy flag only on frames that are
+ * acknowledged; unknown flags refused. */
+static void test_frame_flags(void **state)
+{
+    (void)state;
+    uint8_t b[TCP_HDR_LEN];
+    tcp_frame_t f = {.op = TCP_OP_WRITE, .flags = TCP_FLAG_LAZY_ACK, .seg = 3, .off = 7, .len = 9},
+                g;
+    tcp_frame_encode(b, &f);
+    assert_int_equal(tcp_frame_decode(b, &g), TIDE_SUCCESS);
+    assert_int_equal(g.op, TCP_OP_WRITE);
+    assert_int_equal(g.flags, TCP_FLAG_LAZY_ACK);
+    assert_int_equal(g.seg, 3);
+    assert_int_equal(g.off, 7);
+    assert_int_equal(g.len, 9);
+    static const uint8_t acked[] = {TCP_OP_WRITE, TCP_OP_NOTIFY, TCP_OP_CTRL};
+    static const uint8_t other[] = {TCP_OP_READ, TCP_OP_ACK, TCP_OP_READ_RESP};
+    for (size_t i = 0; i < 3; i++) {
+        f = (tcp_frame_t){
+            .op = acked[i], .flags = TCP_FLAG_LAZY_ACK, .len = acked[i] == TCP_OP_WRITE ? 4 : 0};
+        tcp_frame_encode(b, &f);
+        assert_int_equal(tcp_frame_decode(b, &g), TIDE_SUCCESS);
+        b[3] = 0x2; /* unknown */
+        assert_int_equal(tcp_frame_decode(b, &g), TIDE_ERR_INVALID);
+        f = (tcp_frame_t){
+            .op = other[i], .flags = TCP_FLAG_LAZY_ACK, .len = other[i] == TCP_OP_ACK ? 0 : 4};
+        tcp_frame_encode(b, &f);
+        assert_int_equal(tcp_frame_decode(b, &g), TIDE_ERR_INVALID);
+        f.flags = 0;
+        tcp_frame_encode(b, &f);
+        assert_int_equal(tcp_frame_decode(b, &g), TIDE_SUCCESS);
+    }
 }
 
 /* ---------------------------------------------- hostile clients on TCP */
@@ -1074,6 +1166,8 @@ int main(int argc, char **argv)
         BOTH(test_coalesced),
         cmocka_unit_test_setup_teardown(test_stream_broken_mid_batch, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_inband_signals_stay_ordered, setup_tcp, teardown),
+        cmocka_unit_test_setup_teardown(test_lazy_acks, setup_tcp, teardown),
+        cmocka_unit_test(test_frame_flags),
         cmocka_unit_test_setup_teardown(test_hostile_clients, setup_tcp, teardown),
         cmocka_unit_test(test_from_store),
         cmocka_unit_test(test_rdma_absent_is_quiet),

@@ -22,7 +22,7 @@ void tcp_frame_encode(uint8_t out[TCP_HDR_LEN], const tcp_frame_t *f)
 {
     put(out, TCP_FRAME_MAGIC, 2);
     out[2] = f->op;
-    out[3] = 0;
+    out[3] = f->flags;
     put(out + 4, f->seg, 4);
     put(out + 8, f->off, 8);
     put(out + 16, f->len, 4);
@@ -32,14 +32,18 @@ void tcp_frame_encode(uint8_t out[TCP_HDR_LEN], const tcp_frame_t *f)
 
 tide_status_t tcp_frame_decode(const uint8_t in[TCP_HDR_LEN], tcp_frame_t *f)
 {
-    if (get(in, 2) != TCP_FRAME_MAGIC || in[3] != 0 || get(in + 20, 4) != 0)
+    if (get(in, 2) != TCP_FRAME_MAGIC || get(in + 20, 4) != 0)
         return TIDE_ERR_INVALID;
     f->op = in[2];
+    f->flags = in[3];
     f->seg = (uint32_t)get(in + 4, 4);
     f->off = get(in + 8, 8);
     f->len = (uint32_t)get(in + 16, 4);
     f->tag = get(in + 24, 8);
     if (f->op == 0 || f->op >= TCP_OP_MAX_ || f->len > TCP_FRAME_MAX)
+        return TIDE_ERR_INVALID;
+    bool acked = f->op == TCP_OP_WRITE || f->op == TCP_OP_NOTIFY || f->op == TCP_OP_CTRL;
+    if (f->flags & ~(acked ? TCP_FLAG_LAZY_ACK : 0u))
         return TIDE_ERR_INVALID;
     bool has_payload = f->op == TCP_OP_WRITE || f->op == TCP_OP_READ_RESP;
     if (f->op == TCP_OP_READ && f->len == 0)

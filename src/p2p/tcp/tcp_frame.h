@@ -1,8 +1,11 @@
 /*
  * TCP transport frames. Every frame starts with a 32-byte header
  *
- *   u16 magic 0x5444 | u8 op | u8 flags(0) | u32 segment | u64 offset |
+ *   u16 magic 0x5444 | u8 op | u8 flags | u32 segment | u64 offset |
  *   u32 length | u32 zero | u64 tag                       (little-endian)
+ *
+ * flags: TCP_FLAG_LAZY_ACK on a WRITE, NOTIFY or CTRL lets the target
+ * answer it late, with the ACK of later frames (nothing else is defined).
  *
  * initiator -> target: WRITE (length bytes of payload follow), READ,
  * NOTIFY (segment = signal channel, tag = value), CTRL (a transport's
@@ -34,8 +37,11 @@ enum tcp_op {
     TCP_OP_MAX_
 };
 
+#define TCP_FLAG_LAZY_ACK 0x1u
+
 typedef struct tcp_frame {
     uint8_t op;
+    uint8_t flags;
     uint32_t seg;
     uint64_t off;
     uint32_t len;
@@ -50,8 +56,8 @@ typedef struct tcp_hello {
 
 void tcp_frame_encode(uint8_t out[TCP_HDR_LEN], const tcp_frame_t *f);
 
-/* Checks magic, op, the zero fields, and length <= TCP_FRAME_MAX; ops
- * without payload must have length 0. */
+/* Checks magic, op, flags, the zero fields, and length <= TCP_FRAME_MAX;
+ * ops without payload must have length 0. */
 tide_status_t tcp_frame_decode(const uint8_t in[TCP_HDR_LEN], tcp_frame_t *f);
 
 void tcp_hello_encode(uint8_t out[TCP_HELLO_LEN], const tcp_hello_t *h);

@@ -14,6 +14,12 @@
  * header: segment, offset and length are checked against the local
  * segment table before a byte of payload touches memory. A bad hello or
  * header costs that stream its connection, nothing else.
+ * The target answers after each read, one ACK for what the read brought,
+ * except frames flagged TCP_FLAG_LAZY_ACK (batches with
+ * P2P_BATCH_LAZY_ACK, whose completion nobody waits on closely): those
+ * are answered once LAZY_ACK_FRAMES are owed, or LAZY_ACK_NS after the
+ * first, or with the next eager answer, so that a stream of small
+ * messages costs no ACK per message.
  *
  * Failure of a stream (error, reset, end of stream, protocol violation):
  * its path goes FAILED and its queued and in-flight slices move to another
@@ -61,7 +67,9 @@
 #define IOV_BATCH       64
 #define RECONNECT_MS    500
 #define FRAMES_PER_WAKE 4096
-#define LEND_MS         1 /* progress lent to a polling thread comes back after this */
+#define LEND_MS         1            /* progress lent to a polling thread comes back after this */
+#define LAZY_ACK_FRAMES 8            /* lazily acked frames answered at once from this many */
+#define LAZY_ACK_NS     (100 * 1000) /* ... or once the oldest waited this long */
 
 typedef struct tcp_out {
     struct tcp_out *next;
@@ -92,7 +100,10 @@ typedef struct tcp_stream {
     uint32_t left;
     p2p_lseg_t *cur_seg;
     /* target: answers to send (progress thread) */
-    uint32_t acks;
+    uint32_t acks;     /* frames done, not acknowledged yet */
+    bool ack_eager;    /* ... one of them without TCP_FLAG_LAZY_ACK: answer now */
+    bool cur_lazy;     /* the WRITE whose payload is arriving has the flag */
+    int64_t ack_since; /* > 0: acks owed lazily since then (counted in lazy_owed) */
     tcp_out_t *o_head, *o_tail;
     size_t o_off;
     tide_list_t link;
@@ -113,6 +124,7 @@ typedef struct tcp_ctx {
     bool lent;             /* under plock: epfd is out of outer (a thread took progress) */
     int64_t last_poll;     /* atomic: when a taker last gave progress back */
     int backlog;           /* atomic: streams with output waiting for room */
+    int lazy_owed;         /* under plock (read unlocked as a hint): streams owing lazy acks */
     bool long_wait;        /* atomic: the progress thread may sleep long */
     pthread_t thread;
     int stop;
@@ -452,9 +464,12 @@ static void tcp_send_locked(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, siz
     }
 }
 
-static void encode_slice(p2p_slice_t *s)
+/* lazy: the batch allows a late ACK (P2P_BATCH_LAZY_ACK) */
+static void encode_slice(p2p_slice_t *s, bool lazy)
 {
     tcp_frame_t f = {0};
+    if (lazy && s->op != TIDE_OP_READ)
+        f.flags = TCP_FLAG_LAZY_ACK;
     if (s->op == P2P_OP_NOTIFY) {
         f.op = TCP_OP_NOTIFY;
         f.seg = s->chan;
@@ -488,7 +503,7 @@ static bool signal_inband(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_
     sig->peer = peer->rank;
     sig->chan = b->signal_chan;
     sig->tag = b->signal_value;
-    encode_slice(sig);
+    encode_slice(sig, b->flags & P2P_BATCH_LAZY_ACK);
     p2p_slice_t *all[64];
     memcpy(all, s, n * sizeof(*s));
     all[n] = sig;
@@ -500,7 +515,7 @@ static bool signal_inband(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_
 static size_t tcp_post(void *ctx, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        encode_slice(s[i]);
+        encode_slice(s[i], s[i]->batch && (s[i]->batch->flags & P2P_BATCH_LAZY_ACK));
     if (!signal_inband(ctx, peer, s, n))
         tcp_send(ctx, peer, s, n, -1);
     return n;
@@ -761,13 +776,40 @@ static void out_release(tcp_ctx_t *c, tcp_out_t *o)
     c->free_outs = o;
 }
 
+static void ack_owed_clear(tcp_stream_t *st)
+{
+    if (st->ack_since) {
+        st->ack_since = 0;
+        __atomic_store_n(&st->ctx->lazy_owed, st->ctx->lazy_owed - 1, __ATOMIC_RELAXED);
+    }
+    st->ack_eager = false;
+}
+
 static bool push_acks(tcp_stream_t *st)
 {
+    ack_owed_clear(st);
     if (!st->acks)
         return true;
     tcp_frame_t f = {.op = TCP_OP_ACK, .tag = st->acks};
     st->acks = 0;
+    __atomic_add_fetch(&st->ctx->e->counters.tcp_acks_out, 1, __ATOMIC_RELAXED);
     return out_push(st, &f, NULL, NULL);
+}
+
+/* After a read: answer now, or leave lazily acked frames owed (answered
+ * with later frames, by count, or by time in flush_lazy_acks). The
+ * initiator does not wait on these: its batches finish late, that is
+ * all, and it keeps their slices to resend until then. */
+static bool answer(tcp_stream_t *st)
+{
+    if (st->acks && !st->ack_eager && st->acks < LAZY_ACK_FRAMES) {
+        if (!st->ack_since) {
+            st->ack_since = tide_time_ns();
+            __atomic_store_n(&st->ctx->lazy_owed, st->ctx->lazy_owed + 1, __ATOMIC_RELAXED);
+        }
+        return true;
+    }
+    return push_acks(st);
 }
 
 /* Target: write queued answers; -1 on a socket error. */
@@ -815,6 +857,7 @@ static void target_kill(tcp_stream_t *st, const char *why)
     if (why)
         tide_warn("tcp: closing stream %d from rank %d (%s)", st->index, st->peer, why);
     st->dead = true;
+    ack_owed_clear(st);
     epoll_ctl(c->epfd, EPOLL_CTL_DEL, st->fd, NULL);
     clear_events(st);
     close(st->fd);
@@ -879,6 +922,7 @@ static void target_read(tcp_stream_t *st)
             st->cur_seg = NULL;
             st->in_payload = false;
             st->acks++;
+            st->ack_eager |= !st->cur_lazy;
             continue;
         }
         if ((rc = rx_fill(st, TCP_HDR_LEN, &why)) <= 0)
@@ -889,6 +933,7 @@ static void target_read(tcp_stream_t *st)
             return;
         }
         st->rpos += TCP_HDR_LEN;
+        __atomic_add_fetch(&c->e->counters.tcp_frames_in, 1, __ATOMIC_RELAXED);
         if (f.op == TCP_OP_WRITE || f.op == TCP_OP_READ) {
             p2p_lseg_t *seg = p2p_lseg_get(c->e, f.seg, f.off, f.len, who);
             if (!seg) {
@@ -900,6 +945,7 @@ static void target_read(tcp_stream_t *st)
                 st->dst = seg->addr + f.off;
                 st->left = f.len;
                 st->in_payload = true;
+                st->cur_lazy = f.flags & TCP_FLAG_LAZY_ACK;
             } else {
                 tcp_frame_t r = {.op = TCP_OP_READ_RESP, .len = f.len, .tag = f.tag};
                 if (!push_acks(st) || !out_push(st, &r, seg->addr + f.off, seg)) {
@@ -915,9 +961,11 @@ static void target_read(tcp_stream_t *st)
             }
             p2p_signal_received(c->e, st->peer, f.seg, f.tag);
             st->acks++;
+            st->ack_eager |= !(f.flags & TCP_FLAG_LAZY_ACK);
         } else if (f.op == TCP_OP_CTRL) {
             p2p_ctrl_received(c->e, st->peer, f.seg, f.off, f.tag);
             st->acks++;
+            st->ack_eager |= !(f.flags & TCP_FLAG_LAZY_ACK);
         } else {
             target_kill(st, "unexpected frame");
             return;
@@ -928,8 +976,24 @@ static void target_read(tcp_stream_t *st)
         target_kill(st, NULL); /* the initiator went away: its business */
         return;
     }
-    if (!push_acks(st) || target_flush(st) != 0)
+    if (!answer(st) || target_flush(st) != 0)
         target_kill(st, "cannot answer");
+}
+
+/* Answer lazily acked frames that waited LAZY_ACK_NS (all of them where
+ * `all`); plock held. */
+static void flush_lazy_acks(tcp_ctx_t *c, bool all)
+{
+    int64_t now = tide_time_ns();
+    tide_list_t *pos, *tmp;
+    tide_list_for_each_safe(pos, tmp, &c->targets)
+    {
+        tcp_stream_t *st = tide_list_entry(pos, tcp_stream_t, link);
+        if (st->dead || !st->ack_since || (!all && now - st->ack_since < LAZY_ACK_NS))
+            continue;
+        if (!push_acks(st) || target_flush(st) != 0)
+            target_kill(st, "cannot answer");
+    }
 }
 
 /* -------------------------------------------------------------- progress */
@@ -1005,6 +1069,8 @@ static int tcp_dispatch(tcp_ctx_t *c)
                 init_read(st);
         }
     }
+    if (c->lazy_owed)
+        flush_lazy_acks(c, false);
     tide_list_t *pos, *tmp;
     tide_list_for_each_safe(pos, tmp, &c->dead)
     {
@@ -1034,7 +1100,8 @@ static void *progress_main(void *arg)
         bool lent = __atomic_load_n(&c->lent, __ATOMIC_SEQ_CST);
         if (lent)
             __atomic_store_n(&c->long_wait, false, __ATOMIC_RELAXED);
-        int n = epoll_wait(c->outer, ev, 2, lent ? LEND_MS : 200);
+        bool owed = __atomic_load_n(&c->lazy_owed, __ATOMIC_RELAXED) > 0;
+        int n = epoll_wait(c->outer, ev, 2, lent || owed ? LEND_MS : 200);
         __atomic_store_n(&c->long_wait, false, __ATOMIC_RELAXED);
         for (int i = 0; i < n; i++)
             if (ev[i].data.ptr == &c->wake_fd)
