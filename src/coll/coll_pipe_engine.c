@@ -31,14 +31,18 @@
 #define CHAN_DATA   1
 #define CHAN_CREDIT 2
 
-#define INFLIGHT_MAX 8           /* write batches in flight to a peer, signals in band */
-#define LAZY_ACK_MAX (16 * 1024) /* batches up to this size are acknowledged lazily */
+#define INFLIGHT_MAX 8            /* write batches in flight to a peer, signals in band */
+#define LAZY_ACK_MAX (16 * 1024)  /* batches up to this size are acknowledged lazily */
+#define ZC_MIN       (128 * 1024) /* TCP-only peers: messages from this size go unstaged */
+#define ZC_PIECE_MIN (4 * 1024)   /* ... in writes of at least this (less: staged) */
 
 typedef struct eng_peer {
     uint64_t sent;   /* bytes pushed (copied to stage and written or being written) */
     uint64_t posted; /* bytes covered by a submitted write */
     tide_batch_t *inflight[INFLIGHT_MAX]; /* oldest first, from `first` */
+    bool unstaged[INFLIGHT_MAX];          /* ... writing straight from the caller's buffer */
     unsigned first, n;
+    unsigned zc;       /* unstaged writes in flight: the caller's buffer is still being read */
     bool tcp_only;     /* only TCP reaches it: signals in band, batches in order */
     uint64_t consumed; /* bytes taken from its stream */
     uint64_t credited; /* consumed bytes returned to it */
@@ -69,6 +73,7 @@ static int64_t eng_write_progress(coll_ctx_t *c, int peer)
         if (st == TIDE_IN_PROGRESS)
             break;
         tide_batch_free(b);
+        p->zc -= p->unstaged[p->first];
         p->first = (p->first + 1) % INFLIGHT_MAX;
         p->n--;
         if (st != TIDE_SUCCESS) {
@@ -111,9 +116,41 @@ static int64_t eng_write_progress(coll_ctx_t *c, int peer)
     tide_status_t st = p2p_batch_submit_signal(c->engine, req, n, flags, peer, CHAN_DATA, from, &b);
     if (st != TIDE_SUCCESS)
         return st;
+    p->unstaged[(p->first + p->n) % INFLIGHT_MAX] = false;
     p->inflight[(p->first + p->n++) % INFLIGHT_MAX] = b;
     p->posted = from;
     return 0;
+}
+
+/* A large message to a TCP-only peer: WRITE n bytes straight from the
+ * caller's buffer into the peer's ring at the stream position, no copy
+ * into stage (TCP sends from any memory). Nothing may be staged ahead of
+ * it, so that its DATA signal covers only landed bytes. The send step is
+ * flushed only once such writes completed: the caller keeps the buffer
+ * until then. Returns the bytes written or an error. */
+static int64_t eng_push_unstaged(coll_ctx_t *c, int peer, const void *buf, size_t n)
+{
+    struct eng_state *s = c->eng;
+    eng_peer_t *p = &s->peers[peer];
+    n = TIDE_MIN(n, 16 * c->engine->slice_size); /* its signal goes in band */
+    tide_request_t req = {TIDE_OP_WRITE,
+                          0,
+                          (uint64_t)(uintptr_t)buf,
+                          peer,
+                          s->recv_id,
+                          (uint64_t)c->rank * s->ring + p->sent % s->ring,
+                          n};
+    tide_batch_t *b;
+    tide_status_t st = p2p_batch_submit_signal(c->engine, &req, 1, P2P_BATCH_RAW_LOCAL, peer,
+                                               CHAN_DATA, p->sent + n, &b);
+    if (st != TIDE_SUCCESS)
+        return st;
+    p->unstaged[(p->first + p->n) % INFLIGHT_MAX] = true;
+    p->inflight[(p->first + p->n++) % INFLIGHT_MAX] = b;
+    p->zc++;
+    p->sent += n;
+    p->posted = p->sent;
+    return (int64_t)n;
 }
 
 static int64_t eng_push(coll_ctx_t *c, int peer, const void *buf, size_t len)
@@ -129,12 +166,16 @@ static int64_t eng_push(coll_ctx_t *c, int peer, const void *buf, size_t len)
     n = TIDE_MIN(n, s->ring - pos);
     if (n == 0)
         return 0;
+    bool large = p->tcp_only && len >= ZC_MIN;
+    if (large && p->posted == p->sent && n >= ZC_PIECE_MIN) /* else stage this piece */
+        return p->n == INFLIGHT_MAX ? 0 : eng_push_unstaged(c, peer, buf, n);
     memcpy(s->stage + (size_t)peer * s->ring + pos, buf, n);
     p->sent += n;
     /* Stage now, write at the flush that follows the pushes of a step (a
      * message and its padding go out as one batch), or now when a
-     * quarter of the ring is waiting (large streams keep moving). */
-    if (p->sent - p->posted >= s->ring / 4 && (rc = eng_write_progress(c, peer)) < 0)
+     * quarter of the ring is waiting (large streams keep moving), or
+     * when a large message goes on unstaged after this piece. */
+    if ((large || p->sent - p->posted >= s->ring / 4) && (rc = eng_write_progress(c, peer)) < 0)
         return rc;
     return (int64_t)n;
 }
@@ -147,7 +188,7 @@ static bool eng_flushed(coll_ctx_t *c, int peer)
     eng_peer_t *p = &c->eng->peers[peer];
     if (eng_write_progress(c, peer) < 0)
         return true; /* the error surfaces on the next push */
-    return p->posted == p->sent;
+    return p->posted == p->sent && p->zc == 0;
 }
 
 static void eng_credit(coll_ctx_t *c, int peer)

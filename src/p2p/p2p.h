@@ -145,7 +145,12 @@ typedef struct p2p_slice {
  * completion is not awaited closely, so its acknowledgements may come
  * late and ride with later ones (TCP: saves the target a send and the
  * initiator a receive per batch). */
-#define P2P_BATCH_LAZY_ACK 0x100u
+#define P2P_BATCH_LAZY_ACK  0x100u
+/* Internal batch flag: every request is a WRITE to a peer that only TCP
+ * reaches, and its local_offset is an address of plain memory, not an
+ * offset in a registered segment (TCP sends from it as it is; the caller
+ * keeps it unchanged until the batch completes). */
+#define P2P_BATCH_RAW_LOCAL 0x200u
 
 struct tide_batch {
     tide_engine_t *engine;
@@ -255,7 +260,8 @@ static inline uint64_t p2p_signal_value(tide_engine_t *e, int peer, uint32_t cha
 
 /* Submit a batch that, once every request has completed, sets peer's
  * counter `chan` for us to `value` (a signal), and calls the signal hook
- * here. Otherwise tide_batch_submit; flags: 0 or P2P_BATCH_LAZY_ACK. */
+ * here. Otherwise tide_batch_submit; flags: P2P_BATCH_LAZY_ACK,
+ * P2P_BATCH_RAW_LOCAL. */
 tide_status_t p2p_batch_submit_signal(tide_engine_t *e, const tide_request_t *reqs, size_t n,
                                       unsigned flags, int peer, uint32_t chan, uint64_t value,
                                       tide_batch_t **batch);

@@ -304,8 +304,17 @@ tide_status_t p2p_batch_submit_signal(tide_engine_t *e, const tide_request_t *re
                                       tide_batch_t **out)
 {
     if (peer < 0 || peer >= e->nranks || chan == 0 || chan >= P2P_NCHAN ||
-        (flags & ~P2P_BATCH_LAZY_ACK))
+        (flags & ~(P2P_BATCH_LAZY_ACK | P2P_BATCH_RAW_LOCAL)))
         return TIDE_ERR_INVALID;
+    /* Plain memory as the source: only TCP can send from it. */
+    for (size_t i = 0; (flags & P2P_BATCH_RAW_LOCAL) && i < n; i++)
+        if (reqs[i].op != TIDE_OP_WRITE || reqs[i].peer != peer || peer == e->rank ||
+            !p2p_peer_tcp_only(e, peer)) {
+            tide_error("batch from plain memory: request %zu is not a WRITE to rank %d, a peer "
+                       "only TCP reaches",
+                       i, peer);
+            return TIDE_ERR_INVALID;
+        }
     return batch_submit(e, reqs, n, flags, peer, chan, value, out);
 }
 
@@ -337,28 +346,35 @@ static tide_status_t batch_submit(tide_engine_t *e, const tide_request_t *reqs, 
      * requests on the same segments looks them up once: the busy reference
      * the previous slice holds keeps the segment alive meanwhile. */
     p2p_lseg_t *ls = NULL;
+    bool raw = flags & P2P_BATCH_RAW_LOCAL;
     rs = NULL;
     for (i = 0; i < n; i++) {
         const tide_request_t *r = &reqs[i];
         const tide_request_t *pr = i ? &reqs[i - 1] : NULL;
-        if (ls && pr->local_segment == r->local_segment &&
-            p2p_range_ok(r->local_offset, r->length, ls->len)) {
+        char *base;
+        if (raw) {
+            base = (char *)(uintptr_t)r->local_offset;
+        } else if (ls && pr->local_segment == r->local_segment &&
+                   p2p_range_ok(r->local_offset, r->length, ls->len)) {
             __atomic_add_fetch(&ls->busy, 1, __ATOMIC_ACQ_REL);
         } else {
             ls = p2p_lseg_get(e, r->local_segment, r->local_offset, r->length, "tide_batch_submit");
             if (!ls)
                 goto err_put;
         }
+        if (!raw)
+            base = ls->addr + r->local_offset;
         if (!rs || pr->peer != r->peer || pr->remote_segment != r->remote_segment)
             rs = p2p_rseg_find(&e->peers[r->peer], r->remote_segment);
         /* A small request that continues the previous slice on both sides
          * joins it (up to the slice size): one frame, one completion. */
         p2p_slice_t *prev = k ? &b->slices[k - 1] : NULL;
         if (prev && prev->peer == r->peer && prev->op == (uint8_t)r->op && prev->lseg == ls &&
-            prev->rseg == rs && prev->local + prev->len == ls->addr + r->local_offset &&
+            prev->rseg == rs && prev->local + prev->len == base &&
             prev->roff + prev->len == r->remote_offset && prev->len + r->length <= e->slice_size) {
             prev->len += (uint32_t)r->length;
-            p2p_lseg_put(ls); /* prev already holds the segment */
+            if (ls)
+                p2p_lseg_put(ls); /* prev already holds the segment */
             continue;
         }
         for (uint64_t off = 0; off < r->length; off += e->slice_size) {
@@ -367,12 +383,12 @@ static tide_status_t batch_submit(tide_engine_t *e, const tide_request_t *reqs, 
             s->batch = b;
             s->op = (uint8_t)r->op;
             s->peer = r->peer;
-            s->local = ls->addr + r->local_offset + off;
+            s->local = base + off;
             s->lseg = ls;
             s->rseg = rs;
             s->roff = r->remote_offset + off;
             s->len = (uint32_t)TIDE_MIN(e->slice_size, r->length - off);
-            if (off > 0)
+            if (off > 0 && ls)
                 __atomic_add_fetch(&ls->busy, 1, __ATOMIC_ACQ_REL);
         }
     }
@@ -414,7 +430,8 @@ static tide_status_t batch_submit(tide_engine_t *e, const tide_request_t *reqs, 
 
 err_put:
     for (size_t j = 0; j < k; j++)
-        p2p_lseg_put(b->slices[j].lseg);
+        if (b->slices[j].lseg)
+            p2p_lseg_put(b->slices[j].lseg);
     pthread_mutex_lock(&e->batch_lock);
     b->next_free = e->free_batches;
     e->free_batches = b;

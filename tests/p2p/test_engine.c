@@ -510,6 +510,52 @@ static void test_lazy_acks(void **state)
     free(dst);
 }
 
+/* Writes straight from plain (unregistered) memory to a TCP-only peer, as
+ * the collectives' pipes send large messages: a stream broken under them
+ * loses nothing; READs and writes elsewhere are refused. */
+static void test_raw_local_writes(void **state)
+{
+    pair_t *p = *state;
+    enum { PIECE = 1 << 20, N = 8, LEN = N * PIECE, CHAN = 1 };
+    unsigned char *src = malloc(LEN), *dst = calloc(1, LEN);
+    uint32_t did;
+    fill(src, LEN);
+    assert_int_equal(tide_segment_register(p->eng[1], dst, LEN, &did), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_open(p->eng[0], 1, did, 1000), TIDE_SUCCESS);
+    uint64_t base = p2p_signal_value(p->eng[1], 0, CHAN);
+    tide_batch_t *b[N];
+    for (int i = 0; i < N; i++) {
+        tide_request_t r = {
+            TIDE_OP_WRITE,       0,    (uint64_t)(uintptr_t)(src + (size_t)i * PIECE), 1, did,
+            (uint64_t)i * PIECE, PIECE};
+        assert_int_equal(p2p_batch_submit_signal(p->eng[0], &r, 1, P2P_BATCH_RAW_LOCAL, 1, CHAN,
+                                                 base + (uint64_t)(i + 1) * PIECE, &b[i]),
+                         TIDE_SUCCESS);
+        if (i == 2)
+            p2p_tcp_break_stream(p->eng[0], 1, CHAN % p->eng[0]->tcp_streams);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(tide_batch_wait(b[i], 20000), TIDE_SUCCESS);
+        tide_batch_free(b[i]);
+    }
+    int64_t deadline = tide_deadline_ms(20000);
+    while (p2p_signal_value(p->eng[1], 0, CHAN) - base < LEN && tide_time_ns() < deadline)
+        usleep(100);
+    assert_int_equal(p2p_signal_value(p->eng[1], 0, CHAN) - base, LEN);
+    expect_equal(dst, src, LEN, "writes from plain memory");
+    tide_batch_t *x;
+    tide_request_t rd = {TIDE_OP_READ, 0, (uint64_t)(uintptr_t)src, 1, did, 0, 64};
+    assert_int_equal(
+        p2p_batch_submit_signal(p->eng[0], &rd, 1, P2P_BATCH_RAW_LOCAL, 1, CHAN, base, &x),
+        TIDE_ERR_INVALID);
+    tide_request_t self = {TIDE_OP_WRITE, 0, (uint64_t)(uintptr_t)src, 0, did, 0, 64};
+    assert_int_equal(
+        p2p_batch_submit_signal(p->eng[0], &self, 1, P2P_BATCH_RAW_LOCAL, 0, CHAN, base, &x),
+        TIDE_ERR_INVALID);
+    free(src);
+    free(dst);
+}
+
 /* Frame headers: flags round-trip; the lazy flag only on frames that are
  * acknowledged; unknown flags refused. */
 static void test_frame_flags(void **state)
@@ -1167,6 +1213,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_stream_broken_mid_batch, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_inband_signals_stay_ordered, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_lazy_acks, setup_tcp, teardown),
+        cmocka_unit_test_setup_teardown(test_raw_local_writes, setup_tcp, teardown),
         cmocka_unit_test(test_frame_flags),
         cmocka_unit_test_setup_teardown(test_hostile_clients, setup_tcp, teardown),
         cmocka_unit_test(test_from_store),
