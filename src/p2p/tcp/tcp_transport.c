@@ -1186,6 +1186,9 @@ static void tcp_fini(void *ctx)
         pthread_mutex_destroy(&tp->order_lock);
     }
     free(c->peers);
+    /* Answer what we owe before leaving: a peer waits for these ACKs to
+     * finish its batches, whose data has landed here. */
+    flush_lazy_acks(c, true);
     tide_list_t *pos, *tmp;
     tide_list_for_each_safe(pos, tmp, &c->targets)
     {
