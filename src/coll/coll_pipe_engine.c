@@ -35,6 +35,7 @@
 #define LAZY_ACK_MAX (16 * 1024)  /* batches up to this size are acknowledged lazily */
 #define ZC_MIN       (128 * 1024) /* TCP-only peers: messages from this size go unstaged */
 #define ZC_PIECE_MIN (4 * 1024)   /* ... in writes of at least this (less: staged) */
+#define BATCH_SLICES 16 /* slices per write batch at most: its signal goes in band (tcp: < 64) */
 
 typedef struct eng_peer {
     uint64_t sent;   /* bytes pushed (copied to stage and written or being written) */
@@ -43,6 +44,7 @@ typedef struct eng_peer {
     bool unstaged[INFLIGHT_MAX];          /* ... writing straight from the caller's buffer */
     unsigned first, n;
     unsigned zc;       /* unstaged writes in flight: the caller's buffer is still being read */
+    tide_status_t err; /* a write failed: the stream to this peer is broken for good */
     bool tcp_only;     /* only TCP reaches it: signals in band, batches in order */
     uint64_t consumed; /* bytes taken from its stream */
     uint64_t credited; /* consumed bytes returned to it */
@@ -61,8 +63,17 @@ static void bell_hook(void *arg)
     coll_bell_ring(c->doorbell, c->sleeping);
 }
 
+static void inflight_add(eng_peer_t *p, tide_batch_t *b, bool unstaged)
+{
+    unsigned i = (p->first + p->n++) % INFLIGHT_MAX;
+    p->inflight[i] = b;
+    p->unstaged[i] = unstaged;
+    p->zc += unstaged;
+}
+
 /* Retire finished writes; start the next one if bytes wait in stage and
- * the batches in flight allow it. */
+ * the batches in flight allow it. A failed write fails every later push
+ * to the peer (its stream has a hole now). */
 static int64_t eng_write_progress(coll_ctx_t *c, int peer)
 {
     struct eng_state *s = c->eng;
@@ -76,12 +87,14 @@ static int64_t eng_write_progress(coll_ctx_t *c, int peer)
         p->zc -= p->unstaged[p->first];
         p->first = (p->first + 1) % INFLIGHT_MAX;
         p->n--;
-        if (st != TIDE_SUCCESS) {
+        if (st != TIDE_SUCCESS && p->err == TIDE_SUCCESS) {
             tide_error("coll %s: write to rank %d failed: %s", c->op_name, peer,
                        tide_status_str(st));
-            return st;
+            p->err = st;
         }
     }
+    if (p->err != TIDE_SUCCESS)
+        return p->err;
     if (p->posted == p->sent)
         return 0;
     /* Another batch in flight only where every batch's signal goes in band
@@ -96,7 +109,7 @@ static int64_t eng_write_progress(coll_ctx_t *c, int peer)
     size_t n = 0;
     uint64_t from = p->posted, to = p->sent;
     /* Few enough slices for the signal to go in band (tcp: up to 63). */
-    uint64_t end = TIDE_MIN(to, from + 16 * (uint64_t)c->engine->slice_size);
+    uint64_t end = TIDE_MIN(to, from + BATCH_SLICES * (uint64_t)c->engine->slice_size);
     while (from < end && n < 2) {
         size_t pos = from % s->ring, len = TIDE_MIN((size_t)(end - from), s->ring - pos);
         req[n++] = (tide_request_t){TIDE_OP_WRITE,
@@ -116,8 +129,7 @@ static int64_t eng_write_progress(coll_ctx_t *c, int peer)
     tide_status_t st = p2p_batch_submit_signal(c->engine, req, n, flags, peer, CHAN_DATA, from, &b);
     if (st != TIDE_SUCCESS)
         return st;
-    p->unstaged[(p->first + p->n) % INFLIGHT_MAX] = false;
-    p->inflight[(p->first + p->n++) % INFLIGHT_MAX] = b;
+    inflight_add(p, b, false);
     p->posted = from;
     return 0;
 }
@@ -127,12 +139,15 @@ static int64_t eng_write_progress(coll_ctx_t *c, int peer)
  * into stage (TCP sends from any memory). Nothing may be staged ahead of
  * it, so that its DATA signal covers only landed bytes. The send step is
  * flushed only once such writes completed: the caller keeps the buffer
- * until then. Returns the bytes written or an error. */
+ * until then. (An operation that fails by its deadline first may return
+ * with such a write still queued: the kernel then reads whatever the
+ * buffer holds, or fails the send where it is unmapped; local memory is
+ * never written.) Returns the bytes written or an error. */
 static int64_t eng_push_unstaged(coll_ctx_t *c, int peer, const void *buf, size_t n)
 {
     struct eng_state *s = c->eng;
     eng_peer_t *p = &s->peers[peer];
-    n = TIDE_MIN(n, 16 * c->engine->slice_size); /* its signal goes in band */
+    n = TIDE_MIN(n, BATCH_SLICES * c->engine->slice_size);
     tide_request_t req = {TIDE_OP_WRITE,
                           0,
                           (uint64_t)(uintptr_t)buf,
@@ -145,9 +160,7 @@ static int64_t eng_push_unstaged(coll_ctx_t *c, int peer, const void *buf, size_
                                                CHAN_DATA, p->sent + n, &b);
     if (st != TIDE_SUCCESS)
         return st;
-    p->unstaged[(p->first + p->n) % INFLIGHT_MAX] = true;
-    p->inflight[(p->first + p->n++) % INFLIGHT_MAX] = b;
-    p->zc++;
+    inflight_add(p, b, true);
     p->sent += n;
     p->posted = p->sent;
     return (int64_t)n;
@@ -186,8 +199,10 @@ static int64_t eng_push(coll_ctx_t *c, int peer, const void *buf, size_t len)
 static bool eng_flushed(coll_ctx_t *c, int peer)
 {
     eng_peer_t *p = &c->eng->peers[peer];
+    /* After a failure: done once the caller's buffer is no longer read
+     * (the error fails the next push; the receiver times out). */
     if (eng_write_progress(c, peer) < 0)
-        return true; /* the error surfaces on the next push */
+        return p->zc == 0;
     return p->posted == p->sent && p->zc == 0;
 }
 

@@ -304,12 +304,15 @@ tide_status_t p2p_batch_submit_signal(tide_engine_t *e, const tide_request_t *re
                                       tide_batch_t **out)
 {
     if (peer < 0 || peer >= e->nranks || chan == 0 || chan >= P2P_NCHAN ||
-        (flags & ~(P2P_BATCH_LAZY_ACK | P2P_BATCH_RAW_LOCAL)))
+        (flags & ~(P2P_BATCH_LAZY_ACK | P2P_BATCH_RAW_LOCAL))) {
+        tide_error("signalling batch: rank %d, channel %u or flags 0x%x out of range", peer, chan,
+                   flags);
         return TIDE_ERR_INVALID;
+    }
     /* Plain memory as the source: only TCP can send from it. */
-    for (size_t i = 0; (flags & P2P_BATCH_RAW_LOCAL) && i < n; i++)
-        if (reqs[i].op != TIDE_OP_WRITE || reqs[i].peer != peer || peer == e->rank ||
-            !p2p_peer_tcp_only(e, peer)) {
+    bool raw_ok = peer != e->rank && p2p_peer_tcp_only(e, peer);
+    for (size_t i = 0; (flags & P2P_BATCH_RAW_LOCAL) && reqs && i < n; i++)
+        if (!raw_ok || reqs[i].op != TIDE_OP_WRITE || reqs[i].peer != peer) {
             tide_error("batch from plain memory: request %zu is not a WRITE to rank %d, a peer "
                        "only TCP reaches",
                        i, peer);

@@ -144,6 +144,31 @@ static void expect_equal(const unsigned char *got, const unsigned char *want, si
             fail_msg("%s: byte %zu is 0x%02x, expected 0x%02x", what, i, got[i], want[i]);
 }
 
+/* len bytes from rank 0 to rank 1: src (random, registered as *sid unless
+ * sid is NULL) and dst (zeroed, registered as *did and opened by rank 0). */
+static void transfer_setup(pair_t *p, size_t len, unsigned char **src, unsigned char **dst,
+                           uint32_t *sid, uint32_t *did)
+{
+    *src = malloc(len);
+    *dst = calloc(1, len);
+    assert_non_null(*src);
+    assert_non_null(*dst);
+    fill(*src, len);
+    if (sid)
+        assert_int_equal(tide_segment_register(p->eng[0], *src, len, sid), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_register(p->eng[1], *dst, len, did), TIDE_SUCCESS);
+    assert_int_equal(tide_segment_open(p->eng[0], 1, *did, 5000), TIDE_SUCCESS);
+}
+
+/* Wait (at most 20 s) until rank 1's signal `chan` from rank 0 reaches base + want. */
+static uint64_t wait_signal(pair_t *p, uint32_t chan, uint64_t base, uint64_t want)
+{
+    int64_t deadline = tide_deadline_ms(20000);
+    while (p2p_signal_value(p->eng[1], 0, chan) - base < want && tide_time_ns() < deadline)
+        ;
+    return p2p_signal_value(p->eng[1], 0, chan) - base;
+}
+
 /* Rank 0's local memory (registered, odd base address) and rank 1's two
  * segments (allocated shared memory, registered user memory). */
 typedef struct mem {
@@ -381,12 +406,9 @@ static void test_stream_broken_mid_batch(void **state)
 {
     pair_t *p = *state;
     enum { LEN = 48 << 20 };
-    unsigned char *src = malloc(LEN), *dst = calloc(1, LEN);
+    unsigned char *src, *dst;
     uint32_t sid, did;
-    fill(src, LEN);
-    assert_int_equal(tide_segment_register(p->eng[0], src, LEN, &sid), TIDE_SUCCESS);
-    assert_int_equal(tide_segment_register(p->eng[1], dst, LEN, &did), TIDE_SUCCESS);
-    assert_int_equal(tide_segment_open(p->eng[0], 1, did, 1000), TIDE_SUCCESS);
+    transfer_setup(p, LEN, &src, &dst, &sid, &did);
     for (int round = 0; round < 3; round++) {
         tide_request_t r = {TIDE_OP_WRITE, sid, 0, 1, did, 0, LEN};
         tide_batch_t *b;
@@ -417,12 +439,9 @@ static void test_inband_signals_stay_ordered(void **state)
 {
     pair_t *p = *state;
     enum { PIECE = 4 << 20, N = 6, LEN = N * PIECE, CHAN = 1 };
-    unsigned char *src = malloc(LEN), *dst = calloc(1, LEN);
+    unsigned char *src, *dst;
     uint32_t sid, did;
-    fill(src, LEN);
-    assert_int_equal(tide_segment_register(p->eng[0], src, LEN, &sid), TIDE_SUCCESS);
-    assert_int_equal(tide_segment_register(p->eng[1], dst, LEN, &did), TIDE_SUCCESS);
-    assert_int_equal(tide_segment_open(p->eng[0], 1, did, 1000), TIDE_SUCCESS);
+    transfer_setup(p, LEN, &src, &dst, &sid, &did);
     uint64_t base = p2p_signal_value(p->eng[1], 0, CHAN);
     tide_batch_t *b[N];
     for (int i = 0; i < N; i++) {
@@ -461,13 +480,10 @@ static void test_lazy_acks(void **state)
 {
     pair_t *p = *state;
     enum { MSG = 256, N = 400, LEN = N * MSG, CHAN = 1 };
-    unsigned char *src = malloc(LEN), *dst = calloc(1, LEN);
+    unsigned char *src, *dst;
     uint32_t sid, did;
     tide_engine_counters_t before, after;
-    fill(src, LEN);
-    assert_int_equal(tide_segment_register(p->eng[0], src, LEN, &sid), TIDE_SUCCESS);
-    assert_int_equal(tide_segment_register(p->eng[1], dst, LEN, &did), TIDE_SUCCESS);
-    assert_int_equal(tide_segment_open(p->eng[0], 1, did, 1000), TIDE_SUCCESS);
+    transfer_setup(p, LEN, &src, &dst, &sid, &did);
     uint64_t base = p2p_signal_value(p->eng[1], 0, CHAN);
     assert_int_equal(tide_engine_counters(p->eng[1], &before), TIDE_SUCCESS);
     enum { INFLIGHT = 8 };
@@ -486,15 +502,9 @@ static void test_lazy_acks(void **state)
             p2p_tcp_break_stream(p->eng[0], 1, CHAN % p->eng[0]->tcp_streams);
         /* one message at a time, as a latency-bound exchange: with an ACK
          * per frame read, every batch would cost one */
-        int64_t until = tide_deadline_ms(20000);
-        while (p2p_signal_value(p->eng[1], 0, CHAN) - base < (uint64_t)(i + 1) * MSG &&
-               tide_time_ns() < until)
-            ;
+        wait_signal(p, CHAN, base, (uint64_t)(i + 1) * MSG);
     }
-    int64_t deadline = tide_deadline_ms(20000);
-    while (p2p_signal_value(p->eng[1], 0, CHAN) - base < LEN && tide_time_ns() < deadline)
-        usleep(100);
-    assert_int_equal(p2p_signal_value(p->eng[1], 0, CHAN) - base, LEN);
+    assert_int_equal(wait_signal(p, CHAN, base, LEN), LEN);
     expect_equal(dst, src, LEN, "lazily acknowledged writes");
     for (int i = 0; i < INFLIGHT; i++) { /* the last ones: only the timer answers them */
         assert_int_equal(tide_batch_wait(b[i], 5000), TIDE_SUCCESS);
@@ -517,11 +527,9 @@ static void test_raw_local_writes(void **state)
 {
     pair_t *p = *state;
     enum { PIECE = 1 << 20, N = 8, LEN = N * PIECE, CHAN = 1 };
-    unsigned char *src = malloc(LEN), *dst = calloc(1, LEN);
+    unsigned char *src, *dst;
     uint32_t did;
-    fill(src, LEN);
-    assert_int_equal(tide_segment_register(p->eng[1], dst, LEN, &did), TIDE_SUCCESS);
-    assert_int_equal(tide_segment_open(p->eng[0], 1, did, 1000), TIDE_SUCCESS);
+    transfer_setup(p, LEN, &src, &dst, NULL, &did);
     uint64_t base = p2p_signal_value(p->eng[1], 0, CHAN);
     tide_batch_t *b[N];
     for (int i = 0; i < N; i++) {
@@ -538,10 +546,7 @@ static void test_raw_local_writes(void **state)
         assert_int_equal(tide_batch_wait(b[i], 20000), TIDE_SUCCESS);
         tide_batch_free(b[i]);
     }
-    int64_t deadline = tide_deadline_ms(20000);
-    while (p2p_signal_value(p->eng[1], 0, CHAN) - base < LEN && tide_time_ns() < deadline)
-        usleep(100);
-    assert_int_equal(p2p_signal_value(p->eng[1], 0, CHAN) - base, LEN);
+    assert_int_equal(wait_signal(p, CHAN, base, LEN), LEN);
     expect_equal(dst, src, LEN, "writes from plain memory");
     tide_batch_t *x;
     tide_request_t rd = {TIDE_OP_READ, 0, (uint64_t)(uintptr_t)src, 1, did, 0, 64};
