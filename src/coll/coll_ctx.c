@@ -35,6 +35,14 @@
 #define SPIN_NS                (20 * 1000)
 #define SPIN_NS_ENGINE         (200 * 1000)
 #define SPIN_NS_OVERSUBSCRIBED (300 * 1000)
+/* After this long spinning, yield the core between polls. Even with a
+ * core per rank, unbound ranks may be put on one core by the scheduler (a
+ * wake-up pulls the woken task next to its waker) and left there for
+ * milliseconds; a pure spin then holds the core the awaited peer needs
+ * for the whole spin. Unbound, 3 of 30 launches of an 8-byte allreduce
+ * at np=2 took 23 us per operation instead of 0.5 (440 us over TCP);
+ * yielding brings such a launch to about 2 us. */
+#define YIELD_AFTER_NS         (1 * 1000)
 #define POLL_MAX_OVERSUB       (256 * 1024)
 
 /* ------------------------------------------------------------- executor */
@@ -103,7 +111,7 @@ bool coll_idle(coll_ctx_t *c, coll_wait_t *w)
             c->polling = p2p_poll_begin(c->engine);
         if (c->polling && p2p_poll(c->engine, c->polling))
             return true;
-        if (c->oversubscribed)
+        if (c->oversubscribed || now - w->idle_since >= YIELD_AFTER_NS)
             sched_yield(); /* the peer we wait for may need this core */
         else
             __builtin_ia32_pause();

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -21,7 +22,10 @@
 #include "util_log.h"
 #include "util_time.h"
 
-#define SPIN_NS (30 * 1000) /* spin this long before sleeping */
+#define SPIN_NS        (30 * 1000) /* spin this long before sleeping */
+/* and from this long on yield the core between polls: the process that
+ * completes the batch may have been placed on this very core */
+#define YIELD_AFTER_NS (1 * 1000)
 
 static void futex_wake_all(uint32_t *word)
 {
@@ -466,10 +470,16 @@ tide_status_t tide_batch_wait(tide_batch_t *b, int timeout_ms)
     int64_t start = tide_time_ns(), deadline = tide_deadline_ms(timeout_ms);
     /* Spin a little, receiving what completes the batch ourselves. */
     unsigned taken = 0;
-    while (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE) && tide_time_ns() - start < SPIN_NS) {
+    int64_t spun;
+    while (!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE) &&
+           (spun = tide_time_ns() - start) < SPIN_NS) {
         if (!taken)
             taken = p2p_poll_begin(b->engine);
-        if (!taken || !p2p_poll(b->engine, taken))
+        if (taken && p2p_poll(b->engine, taken))
+            continue;
+        if (spun >= YIELD_AFTER_NS)
+            sched_yield();
+        else
             __builtin_ia32_pause();
     }
     p2p_poll_end(b->engine, taken, true); /* the caller may wait on anything next */

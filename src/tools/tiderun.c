@@ -12,12 +12,20 @@
  * (128 + signal for a signal); --keep-going leaves them running instead.
  * --timeout ends a job that runs too long, names the ranks still running,
  * and exits 124.
+ *
+ * Where the ranks fit on the CPUs tiderun may use, each rank is bound to
+ * one CPU of its own (--bind), the first hardware thread of every core
+ * before any second one. Unbound, the scheduler tends to put two ranks
+ * that wake each other on one CPU, next to an idle one, and keep them
+ * there for milliseconds: every wait for the other then costs a
+ * scheduling round instead of a few hundred nanoseconds.
  */
 #define TIDE_LOG_THIS TIDE_SUBSYS_TOOL
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -51,8 +59,13 @@ typedef struct rank_proc {
     out_stream_t out[2];
 } rank_proc_t;
 
+enum { BIND_AUTO, BIND_CORE, BIND_NONE };
+
 typedef struct job {
     int n;
+    int bind;  /* BIND_* */
+    int *cpus; /* the CPUs ranks are bound to, in order; NULL: unbound */
+    int ncpus;
     bool label, keep_going, verbose;
     double timeout_s, grace_s;
     const char *host;
@@ -78,6 +91,9 @@ static void usage(FILE *f)
             "  -g, --grace SEC     seconds between SIGTERM and SIGKILL when stopping (1)\n"
             "  -x, --env VAR=VAL   set VAR in every rank's environment (repeatable)\n"
             "      --host ADDR     address the store listens on (127.0.0.1)\n"
+            "      --bind WHAT     core: bind each rank to a CPU of its own (round robin\n"
+            "                      where ranks outnumber CPUs); none; auto (default):\n"
+            "                      core where the ranks fit on the CPUs, else none\n"
             "  -v, --verbose       say what tiderun does\n"
             "  -h, --help          this text\n",
             MAX_RANKS);
@@ -85,12 +101,17 @@ static void usage(FILE *f)
 
 static int parse_args(job_t *job, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"np", required_argument, NULL, 'n'},      {"label", no_argument, NULL, 'l'},
-        {"timeout", required_argument, NULL, 't'}, {"keep-going", no_argument, NULL, 'k'},
-        {"grace", required_argument, NULL, 'g'},   {"env", required_argument, NULL, 'x'},
-        {"host", required_argument, NULL, 'H'},    {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"np", required_argument, NULL, 'n'},
+                                         {"label", no_argument, NULL, 'l'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"keep-going", no_argument, NULL, 'k'},
+                                         {"grace", required_argument, NULL, 'g'},
+                                         {"env", required_argument, NULL, 'x'},
+                                         {"host", required_argument, NULL, 'H'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"bind", required_argument, NULL, 'B'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     char *end;
     int c;
 
@@ -134,6 +155,18 @@ static int parse_args(job_t *job, int argc, char **argv)
             break;
         case 'H':
             job->host = optarg;
+            break;
+        case 'B':
+            if (strcmp(optarg, "auto") == 0) {
+                job->bind = BIND_AUTO;
+            } else if (strcmp(optarg, "core") == 0) {
+                job->bind = BIND_CORE;
+            } else if (strcmp(optarg, "none") == 0) {
+                job->bind = BIND_NONE;
+            } else {
+                fprintf(stderr, "tiderun: --bind wants core, none or auto, got '%s'\n", optarg);
+                return -1;
+            }
             break;
         case 'v':
             job->verbose = true;
@@ -213,6 +246,72 @@ static void pump_output(job_t *job, int rank, out_stream_t *s)
         }
         s->buf[s->len++] = chunk[i];
     }
+}
+
+/* ---------------------------------------------------------------- binding */
+
+/* 0 for the first hardware thread of a core, 1 for its other threads (as
+ * far as sysfs tells; 0 where it does not). */
+static int thread_of_core(int cpu)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list",
+             cpu);
+    FILE *f = fopen(path, "r");
+    int first = cpu;
+    if (f) {
+        if (fscanf(f, "%d", &first) != 1)
+            first = cpu;
+        fclose(f);
+    }
+    return first < cpu ? 1 : 0;
+}
+
+/* Decide the CPUs the ranks go to: those tiderun may run on, first
+ * threads of cores first, by number within each group. */
+static int plan_binding(job_t *job)
+{
+    cpu_set_t allowed;
+    if (job->bind == BIND_NONE)
+        return 0;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) {
+        perror("tiderun: sched_getaffinity; the ranks stay unbound");
+        return 0;
+    }
+    int n = CPU_COUNT(&allowed);
+    if (job->bind == BIND_AUTO && job->n > n) {
+        if (job->verbose)
+            fprintf(stderr, "tiderun: %d ranks on %d CPUs: not binding\n", job->n, n);
+        return 0;
+    }
+    job->cpus = calloc((size_t)n, sizeof(int));
+    if (!job->cpus)
+        return -1;
+    for (int pass = 0; pass < 2; pass++)
+        for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+            if (CPU_ISSET(cpu, &allowed) && thread_of_core(cpu) == pass)
+                job->cpus[job->ncpus++] = cpu;
+    return 0;
+}
+
+/* Run this thread where rank `rank` is to run, so that the rank inherits
+ * it; -1 restores `orig`. */
+static void bind_for(job_t *job, int rank, const cpu_set_t *orig)
+{
+    if (!job->cpus)
+        return;
+    cpu_set_t one;
+    const cpu_set_t *set = orig;
+    if (rank >= 0) {
+        int cpu = job->cpus[rank % job->ncpus];
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        set = &one;
+        if (job->verbose)
+            fprintf(stderr, "tiderun: rank %d on CPU %d\n", rank, cpu);
+    }
+    if (sched_setaffinity(0, sizeof(*set), set) != 0)
+        perror("tiderun: sched_setaffinity");
 }
 
 /* ------------------------------------------------------------------ ranks */
@@ -515,8 +614,16 @@ int main(int argc, char **argv)
     if (job.verbose)
         fprintf(stderr, "tiderun: store on %s, %d ranks of %s\n", store, job.n, job.argv[0]);
 
+    cpu_set_t orig;
+    if (sched_getaffinity(0, sizeof(orig), &orig) != 0 || plan_binding(&job) != 0) {
+        fprintf(stderr, "tiderun: cannot plan where the ranks run\n");
+        goto out;
+    }
     for (int i = 0; i < job.n; i++) {
-        if (spawn_rank(&job, i, store, secret) != 0) {
+        bind_for(&job, i, &orig);
+        int rc = spawn_rank(&job, i, store, secret);
+        bind_for(&job, -1, &orig);
+        if (rc != 0) {
             job.first_failed = -1;
             stop_ranks(&job);
             run_loop(&job, sfd);
@@ -532,6 +639,7 @@ out:
         for (int s = 0; s < 2; s++)
             free(job.ranks[i].out[s].buf);
     free(job.ranks);
+    free(job.cpus);
     free(job.extra_env);
     close(sfd);
     return code;

@@ -2,13 +2,15 @@
  * tiderun end to end: N ranks rendezvous and check each other's data; a
  * failing rank stops the job quickly with its status; --timeout ends a
  * hung job naming the ranks still running; --keep-going, --label, -x,
- * signal forwarding, SIGKILL after the grace period; usage errors.
+ * signal forwarding, SIGKILL after the grace period; binding ranks to
+ * CPUs; usage errors.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +154,80 @@ static void test_signal_forwarded(void **state)
     assert_int_equal(WEXITSTATUS(st), 128 + SIGTERM);
 }
 
+/* Each rank's allowed CPUs as /proc says (the text after the tab), from
+ * output labelled by --label. */
+static void allowed_lists(int n, char lists[][64])
+{
+    for (int r = 0; r < n; r++) {
+        char key[48];
+        snprintf(key, sizeof(key), "[%d] Cpus_allowed_list:\t", r);
+        const char *p = strstr(out, key);
+        assert_non_null(p);
+        p += strlen(key);
+        size_t len = strcspn(p, "\n");
+        assert_true(len < 64);
+        memcpy(lists[r], p, len);
+        lists[r][len] = '\0';
+    }
+}
+
+static void test_bind(void **state)
+{
+    (void)state;
+    cpu_set_t set;
+    assert_int_equal(sched_getaffinity(0, sizeof(set), &set), 0);
+    int ncpu = CPU_COUNT(&set);
+    if (ncpu < 2)
+        skip();
+    char ours[64], lists[3][64];
+    snprintf(out, sizeof(out), "%s", "");
+    double t;
+    char *self[] = {"/bin/sh", "-c", "sed -n 's/^Cpus_allowed_list:\t//p' /proc/self/status", NULL};
+    assert_int_equal(WEXITSTATUS(run(&t, self)), 0);
+    snprintf(ours, sizeof(ours), "%.*s", (int)strcspn(out, "\n"), out);
+    const char *show = "grep Cpus_allowed_list /proc/self/status";
+
+    /* two ranks fit: one CPU each, different ones */
+    char *fit[] = {TIDERUN, "-n", "2", "-l", "/bin/sh", "-c", (char *)show, NULL};
+    assert_int_equal(WEXITSTATUS(run(&t, fit)), 0);
+    allowed_lists(2, lists);
+    for (int r = 0; r < 2; r++) {
+        char *end;
+        long cpu = strtol(lists[r], &end, 10);
+        assert_true(*end == '\0' && cpu >= 0 && CPU_ISSET((int)cpu, &set));
+    }
+    assert_string_not_equal(lists[0], lists[1]);
+
+    /* --bind none, and more ranks than CPUs: what tiderun had */
+    char *none[] = {TIDERUN, "-n",      "2",  "-l",         "--bind",
+                    "none",  "/bin/sh", "-c", (char *)show, NULL};
+    assert_int_equal(WEXITSTATUS(run(&t, none)), 0);
+    allowed_lists(2, lists);
+    assert_string_equal(lists[0], ours);
+    assert_string_equal(lists[1], ours);
+    char np[16];
+    snprintf(np, sizeof(np), "%d", ncpu + 1);
+    char *over[] = {TIDERUN, "-n", np, "-l", "/bin/sh", "-c", (char *)show, NULL};
+    assert_int_equal(WEXITSTATUS(run(&t, over)), 0);
+    allowed_lists(2, lists);
+    assert_string_equal(lists[0], ours);
+    assert_string_equal(lists[1], ours);
+
+    /* --bind core with more ranks than CPUs: round robin */
+    char *core[] = {TIDERUN, "-n", np, "-l", "--bind", "core", "/bin/sh", "-c", (char *)show, NULL};
+    assert_int_equal(WEXITSTATUS(run(&t, core)), 0);
+    char(*all)[64] = calloc((size_t)ncpu + 1, 64);
+    assert_non_null(all);
+    allowed_lists(ncpu + 1, all);
+    assert_string_equal(all[0], all[ncpu]);
+    assert_string_not_equal(all[0], all[1]);
+    free(all);
+
+    char *bad[] = {TIDERUN, "-n", "2", "--bind", "socket", "/bin/true", NULL};
+    assert_int_equal(WEXITSTATUS(run(&t, bad)), 2);
+    assert_non_null(strstr(out, "--bind wants core, none or auto"));
+}
+
 static void test_usage_errors(void **state)
 {
     (void)state;
@@ -181,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_keep_going),
         cmocka_unit_test(test_env_passed),
         cmocka_unit_test(test_signal_forwarded),
+        cmocka_unit_test(test_bind),
         cmocka_unit_test(test_usage_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
