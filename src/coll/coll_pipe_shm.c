@@ -189,7 +189,8 @@ static tide_status_t map_peer(coll_ctx_t *c, int r, const inbox_info_t *info)
         close(fd);
         return TIDE_ERR_INVALID;
     }
-    void *m = mmap(NULL, info->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* populated now: the first pass around each ring then takes no faults */
+    void *m = mmap(NULL, info->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     close(fd);
     if (m == MAP_FAILED) {
         tide_error("coll: cannot map rank %d's shared inbox: %m", r);
@@ -234,6 +235,12 @@ tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
         return TIDE_ERR_IO;
     }
     tide_numa_place(s->inbox, s->size, tide_numa_node_here());
+    /* Allocate every page now, where it was placed, before the peers map it
+     * populated: otherwise the first pass around a ring faults on each
+     * page (a 4 KiB allreduce took 5 us instead of 1.7 over its first
+     * hundred operations). */
+    if (madvise(s->inbox, s->size, MADV_POPULATE_WRITE) != 0)
+        memset(s->inbox, 0, s->size);
     c->doorbell = &hdr_of(s->inbox)->doorbell;
     c->sleeping = &hdr_of(s->inbox)->sleeping;
     s->peers[c->rank].base = s->inbox;
