@@ -874,6 +874,25 @@ static void target_kill(tcp_stream_t *st, const char *why)
     tide_list_push_back(&c->dead, &st->link);
 }
 
+/* Send the answers just queued (`queued`: false when queueing failed); on
+ * a failure close the stream, quietly where the initiator has left (a
+ * reset or broken pipe: an engine destroyed right after its last
+ * operation, whose answers no longer matter to anyone). */
+static void target_send(tcp_stream_t *st, bool queued)
+{
+    if (!queued) {
+        target_kill(st, "out of memory for an answer");
+    } else if (target_flush(st) != 0) {
+        if (errno == EPIPE || errno == ECONNRESET) {
+            tide_info("tcp: stream %d from rank %d: its initiator left before our answers (%m)",
+                      st->index, st->peer);
+            target_kill(st, NULL);
+        } else {
+            target_kill(st, "cannot answer");
+        }
+    }
+}
+
 static bool target_hello(tcp_stream_t *st)
 {
     tcp_ctx_t *c = st->ctx;
@@ -976,8 +995,7 @@ static void target_read(tcp_stream_t *st)
         target_kill(st, NULL); /* the initiator went away: its business */
         return;
     }
-    if (!answer(st) || target_flush(st) != 0)
-        target_kill(st, "cannot answer");
+    target_send(st, answer(st));
 }
 
 /* Answer lazily acked frames that waited LAZY_ACK_NS (all of them where
@@ -991,8 +1009,7 @@ static void flush_lazy_acks(tcp_ctx_t *c, bool all)
         tcp_stream_t *st = tide_list_entry(pos, tcp_stream_t, link);
         if (st->dead || !st->ack_since || (!all && now - st->ack_since < LAZY_ACK_NS))
             continue;
-        if (!push_acks(st) || target_flush(st) != 0)
-            target_kill(st, "cannot answer");
+        target_send(st, push_acks(st));
     }
 }
 
@@ -1052,8 +1069,8 @@ static int tcp_dispatch(tcp_ctx_t *c)
         tcp_stream_t *st = p;
         st->drained = false;
         if (st->target) {
-            if (!st->dead && (ev[i].events & EPOLLOUT) && target_flush(st) != 0)
-                target_kill(st, NULL);
+            if (!st->dead && (ev[i].events & EPOLLOUT))
+                target_send(st, true);
             if (!st->dead && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 target_read(st);
         } else {
