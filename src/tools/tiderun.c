@@ -13,12 +13,14 @@
  * --timeout ends a job that runs too long, names the ranks still running,
  * and exits 124.
  *
- * Where the ranks fit on the CPUs tiderun may use, each rank is bound to
- * one CPU of its own (--bind), the first hardware thread of every core
- * before any second one. Unbound, the scheduler tends to put two ranks
- * that wake each other on one CPU, next to an idle one, and keep them
- * there for milliseconds: every wait for the other then costs a
- * scheduling round instead of a few hundred nanoseconds.
+ * Where every CPU tiderun may use gets as many ranks (at most one each, or
+ * the same number each), each rank is bound to one CPU, round robin
+ * (--bind), the first hardware thread of every core before any second
+ * one. Unbound, the scheduler tends to put two ranks that wake each other
+ * on one CPU, next to an idle one, and keep them there for milliseconds:
+ * every wait for the other then costs a scheduling round instead of a few
+ * hundred nanoseconds. Where the CPUs would get unequal shares (3 ranks
+ * on 2 CPUs), the scheduler balances better than a fixed placement.
  */
 #define TIDE_LOG_THIS TIDE_SUBSYS_TOOL
 #include <errno.h>
@@ -93,7 +95,7 @@ static void usage(FILE *f)
             "      --host ADDR     address the store listens on (127.0.0.1)\n"
             "      --bind WHAT     core: bind each rank to a CPU of its own (round robin\n"
             "                      where ranks outnumber CPUs); none; auto (default):\n"
-            "                      core where the ranks fit on the CPUs, else none\n"
+            "                      core where every CPU gets as many ranks, else none\n"
             "  -v, --verbose       say what tiderun does\n"
             "  -h, --help          this text\n",
             MAX_RANKS);
@@ -279,9 +281,9 @@ static int plan_binding(job_t *job)
         return 0;
     }
     int n = CPU_COUNT(&allowed);
-    if (job->bind == BIND_AUTO && job->n > n) {
+    if (job->bind == BIND_AUTO && job->n > n && job->n % n != 0) {
         if (job->verbose)
-            fprintf(stderr, "tiderun: %d ranks on %d CPUs: not binding\n", job->n, n);
+            fprintf(stderr, "tiderun: %d ranks on %d CPUs, unevenly: not binding\n", job->n, n);
         return 0;
     }
     job->cpus = calloc((size_t)n, sizeof(int));

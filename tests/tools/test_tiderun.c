@@ -198,7 +198,7 @@ static void test_bind(void **state)
     }
     assert_string_not_equal(lists[0], lists[1]);
 
-    /* --bind none, and more ranks than CPUs: what tiderun had */
+    /* --bind none, and ranks the CPUs cannot share evenly: what tiderun had */
     char *none[] = {TIDERUN, "-n",      "2",  "-l",         "--bind",
                     "none",  "/bin/sh", "-c", (char *)show, NULL};
     assert_int_equal(WEXITSTATUS(run(&t, none)), 0);
@@ -213,14 +213,23 @@ static void test_bind(void **state)
     assert_string_equal(lists[0], ours);
     assert_string_equal(lists[1], ours);
 
-    /* --bind core with more ranks than CPUs: round robin */
+    /* --bind core with more ranks than CPUs: round robin; and by default
+     * where every CPU gets the same number of ranks */
     char *core[] = {TIDERUN, "-n", np, "-l", "--bind", "core", "/bin/sh", "-c", (char *)show, NULL};
     assert_int_equal(WEXITSTATUS(run(&t, core)), 0);
-    char(*all)[64] = calloc((size_t)ncpu + 1, 64);
+    char(*all)[64] = calloc((size_t)ncpu * 2, 64);
     assert_non_null(all);
     allowed_lists(ncpu + 1, all);
     assert_string_equal(all[0], all[ncpu]);
     assert_string_not_equal(all[0], all[1]);
+    snprintf(np, sizeof(np), "%d", ncpu * 2);
+    char *even[] = {TIDERUN, "-n", np, "-l", "/bin/sh", "-c", (char *)show, NULL};
+    assert_int_equal(WEXITSTATUS(run(&t, even)), 0);
+    allowed_lists(ncpu * 2, all);
+    for (int r = 0; r < ncpu; r++) {
+        assert_string_equal(all[r], all[r + ncpu]);
+        assert_true(strchr(all[r], '-') == NULL && strchr(all[r], ',') == NULL);
+    }
     free(all);
 
     char *bad[] = {TIDERUN, "-n", "2", "--bind", "socket", "/bin/true", NULL};
