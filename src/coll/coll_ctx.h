@@ -238,6 +238,9 @@ tide_status_t coll_sendrecv(coll_ctx_t *c, int to, const void *sbuf, size_t slen
 tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store);
 void coll_shm_teardown(coll_ctx_t *c);
 pid_t coll_shm_pid(coll_ctx_t *c, int rank);
+/* A counter in rank's shared inbox that it and its peers may update
+ * atomically (the direct broadcast's chunk claims). */
+uint64_t *coll_shm_claim(coll_ctx_t *c, int rank);
 tide_status_t coll_engine_setup(coll_ctx_t *c);
 void coll_engine_teardown(coll_ctx_t *c);
 

@@ -40,6 +40,8 @@ typedef struct inbox_hdr {
     uint32_t sleeping;
     uint32_t cma_probe; /* a known value peers read to check direct access */
     char pad[CACHELINE - 12];
+    uint64_t claim; /* the direct broadcast's chunk counter (coll_shm_claim) */
+    char pad2[CACHELINE - 8];
 } inbox_hdr_t;
 
 typedef struct ring_hdr {
@@ -316,6 +318,11 @@ tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
 pid_t coll_shm_pid(coll_ctx_t *c, int rank)
 {
     return c->shm->peers[rank].pid;
+}
+
+uint64_t *coll_shm_claim(coll_ctx_t *c, int rank)
+{
+    return &hdr_of(c->shm->peers[rank].base)->claim;
 }
 
 void coll_shm_teardown(coll_ctx_t *c)

@@ -55,9 +55,11 @@ static const coll_algo_t algos[] = {
  *   np >= 3 (np=4, 16-64 KiB blocks: 1.3x the ring), up to 512 KiB where
  *   peers cannot be read directly; direct reads above (np=4, 128 KiB
  *   blocks: 1.15x Bruck, four interleaved rounds of full sweeps).
- * - broadcast: the binomial tree, streamed in chunks, below 1 MiB; direct
- *   reads above (np=4, four interleaved rounds of full sweeps: the tree
- *   1.1-1.15x direct at 128-512 KiB, direct 1.15x at 1 MiB). The pipelined
+ * - broadcast: the binomial tree, streamed in chunks, below 64 KiB (np=2:
+ *   below 1 MiB, where the two are even); above, the direct broadcast,
+ *   whose root copies alongside the readers (two interleaved rounds, np=4:
+ *   1.7-2x the tree at 256 KiB-4 MiB, even at 64 KiB; np=8: 1.3-2.4x from
+ *   64 KiB; np=3: 1.2-2x from 256 KiB). The pipelined
  *   chain is not chosen: on this machine (every hop a memory copy on the
  *   same 2 cores) it never beat the tree, shm or TCP, np 3-8; it is for
  *   links that are the bottleneck, selected with
@@ -95,7 +97,8 @@ static const rule_t table[] = {
     {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_ALLGATHER, ON_NET, 3, 0, false, 0, "bruck"},
     {COLL_ALLGATHER, ON_ANY, 0, 0, false, 0, "ring"},
-    {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 1 * MiB, "tree"},
+    {COLL_BROADCAST, ON_DIRECT, 2, 2, false, 1 * MiB, "tree"},
+    {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 64 * KiB, "tree"},
     {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_BROADCAST, ON_ANY, 0, 0, false, 0, "tree"},
 };
