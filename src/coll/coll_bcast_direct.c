@@ -54,6 +54,7 @@ static tide_status_t root_side(coll_ctx_t *c, const coll_op_t *op, size_t bytes)
     tide_status_t st = TIDE_SUCCESS;
     if (!out || !flags || !steps) {
         /* The readers wait for our messages: without memory they time out. */
+        tide_error("broadcast: out of memory for %d ranks' addresses", n);
         st = TIDE_ERR_NOMEM;
         goto out;
     }
