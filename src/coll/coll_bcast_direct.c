@@ -19,10 +19,15 @@
  *   root:    claim chunk i of 1, 2, 3 in turn, out_p[i] <- root[i] (writev)
  *   root ---("done writing", ok?)---> 1, 2, 3 ---("done reading")---> root
  *
+ * Root and reader check that they agree on the length before either
+ * copies (the root writes into the reader's memory); where they do not,
+ * neither copies and both fail with TIDE_ERR_INVALID.
+ *
  * A reader resets its counter before it sends its address, and the root
  * claims only after receiving it and never after its "done writing", so
  * one operation's claims never reach the next.
  */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -31,6 +36,12 @@
 
 #define CHUNK_MIN (64 * 1024)
 #define CHUNK_MAX (512 * 1024)
+
+/* What root and readers swap: a buffer and its length (the root writes
+ * into a reader only where their lengths agree) */
+typedef struct card {
+    uint64_t addr, bytes;
+} card_t;
 
 static size_t chunk_size(size_t bytes)
 {
@@ -47,9 +58,11 @@ static tide_status_t root_side(coll_ctx_t *c, const coll_op_t *op, size_t bytes)
     else
         src = op->rbuf;
     size_t chunk = chunk_size(bytes);
-    uint64_t nchunks = (bytes + chunk - 1) / chunk, addr = (uint64_t)(uintptr_t)src;
-    uint64_t *out = calloc((size_t)n, sizeof(*out));
-    char *flags = calloc((size_t)n * 2, 1); /* [p]: done writing (1 ok, 2 failed); [n+p]: open */
+    uint64_t nchunks = (bytes + chunk - 1) / chunk;
+    card_t mine = {(uint64_t)(uintptr_t)src, bytes}, *out = calloc((size_t)n, sizeof(*out));
+    /* [p]: what we tell p when done writing (1 ok, 2 a write failed, 3 the
+     * lengths differ); [n + p]: p still has chunks to claim */
+    char *flags = calloc((size_t)n * 2, 1);
     coll_step_t *steps = calloc((size_t)n * 2, sizeof(*steps));
     tide_status_t st = TIDE_SUCCESS;
     if (!out || !flags || !steps) {
@@ -62,16 +75,23 @@ static tide_status_t root_side(coll_ctx_t *c, const coll_op_t *op, size_t bytes)
     for (int p = 0; p < n; p++) {
         if (p == r)
             continue;
-        steps[k++] = coll_send_step(p, &addr, sizeof(addr));
+        steps[k++] = coll_send_step(p, &mine, sizeof(mine));
         steps[k++] = coll_recv_step(p, &out[p], sizeof(out[p]), NULL, 1);
     }
     if ((st = coll_xfer(c, steps, k, "addresses")) != TIDE_SUCCESS)
         goto out;
     /* Help: a chunk of each reader in turn, until every counter is spent. */
     char *open = flags + n;
-    int left = n - 1;
-    for (int p = 0; p < n; p++)
-        open[p] = p != r;
+    int left = 0;
+    for (int p = 0; p < n; p++) {
+        if (p != r && out[p].bytes != bytes) {
+            tide_error("broadcast: rank %d expects %" PRIu64 " bytes, the root has %zu", p,
+                       out[p].bytes, bytes);
+            flags[p] = 3;
+        }
+        open[p] = p != r && !flags[p];
+        left += open[p];
+    }
     while (left > 0) {
         for (int p = 0; p < n; p++) {
             if (!open[p])
@@ -84,7 +104,7 @@ static tide_status_t root_side(coll_ctx_t *c, const coll_op_t *op, size_t bytes)
             }
             size_t off = (size_t)i * chunk, len = TIDE_MIN(chunk, bytes - off);
             struct iovec l = {(char *)(uintptr_t)src + off, len};
-            struct iovec rv = {(void *)(uintptr_t)(out[p] + off), len};
+            struct iovec rv = {(void *)(uintptr_t)(out[p].addr + off), len};
             if (process_vm_writev(coll_shm_pid(c, p), &l, 1, &rv, 1, 0) != (ssize_t)len) {
                 tide_error("broadcast: writing %zu bytes to rank %d: %m", len, p);
                 flags[p] = 2;
@@ -100,6 +120,8 @@ static tide_status_t root_side(coll_ctx_t *c, const coll_op_t *op, size_t bytes)
         steps[k++] = coll_recv_step(p, &out[p], 1, NULL, 1); /* "done reading": any byte */
     }
     st = coll_xfer(c, steps, k, "done writing, done reading");
+    for (int p = 0; p < n && st == TIDE_SUCCESS; p++)
+        st = flags[p] == 3 ? TIDE_ERR_INVALID : flags[p] == 2 ? TIDE_ERR_IO : st;
 out:
     free(out);
     free(flags);
@@ -111,7 +133,8 @@ static tide_status_t reader_side(coll_ctx_t *c, const coll_op_t *op, size_t byte
 {
     int root = op->root;
     size_t chunk = chunk_size(bytes);
-    uint64_t nchunks = (bytes + chunk - 1) / chunk, mine = (uint64_t)(uintptr_t)op->rbuf, src = 0;
+    uint64_t nchunks = (bytes + chunk - 1) / chunk;
+    card_t mine = {(uint64_t)(uintptr_t)op->rbuf, bytes}, src = {0, 0};
     uint64_t *claim = coll_shm_claim(c, c->rank);
     __atomic_store_n(claim, 0, __ATOMIC_RELEASE); /* before the root sees our address */
     coll_step_t s[2] = {coll_send_step(root, &mine, sizeof(mine)),
@@ -119,12 +142,18 @@ static tide_status_t reader_side(coll_ctx_t *c, const coll_op_t *op, size_t byte
     tide_status_t st = coll_xfer(c, s, 2, "addresses");
     if (st != TIDE_SUCCESS)
         return st;
+    if (src.bytes != bytes) {
+        tide_error("broadcast: rank %d has %" PRIu64 " bytes, we expect %zu", root, src.bytes,
+                   bytes);
+        st = TIDE_ERR_INVALID;
+        nchunks = 0; /* copy nothing; the root writes nothing either */
+    }
     for (;;) {
         uint64_t i = __atomic_fetch_add(claim, 1, __ATOMIC_ACQ_REL);
         if (i >= nchunks)
             break;
         size_t off = (size_t)i * chunk, len = TIDE_MIN(chunk, bytes - off);
-        if ((st = coll_direct_read(c, root, (char *)op->rbuf + off, src + off, len)) !=
+        if ((st = coll_direct_read(c, root, (char *)op->rbuf + off, src.addr + off, len)) !=
             TIDE_SUCCESS) {
             tide_error("broadcast: reading %zu bytes from rank %d failed", len, root);
             break; /* the root writes the chunks not claimed yet */

@@ -4,30 +4,23 @@
  * their pipes, read each other's buffers with process_vm_readv, and tell
  * each other when they are done with them.
  */
-#include <stdlib.h>
 #include <sys/uio.h>
 #include "coll_ctx.h"
-#include "util_log.h"
 
 tide_status_t coll_direct_exchange(coll_ctx_t *c, const void *mine, void *theirs, size_t len,
                                    const char *what)
 {
-    coll_step_t few[2 * 16], *steps = few;
+    coll_step_t steps[2 * 64];
     int k = 0, n = c->nranks;
-    if (n > 16 && !(steps = calloc((size_t)n * 2, sizeof(*steps)))) {
-        tide_error("%s: out of memory for %d steps", what, 2 * n);
-        return TIDE_ERR_NOMEM;
-    }
+    if (n > 64)
+        return TIDE_ERR_UNSUPPORTED;
     for (int p = 0; p < n; p++) {
         if (p == c->rank)
             continue;
         steps[k++] = coll_send_step(p, mine, len);
         steps[k++] = coll_recv_step(p, (char *)theirs + (size_t)p * len, len, NULL, 1);
     }
-    tide_status_t st = coll_xfer(c, steps, k, what);
-    if (steps != few)
-        free(steps);
-    return st;
+    return coll_xfer(c, steps, k, what);
 }
 
 tide_status_t coll_direct_read(coll_ctx_t *c, int peer, void *dst, uint64_t src, size_t len)

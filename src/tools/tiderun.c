@@ -269,18 +269,13 @@ static int thread_of_core(int cpu)
     return first < cpu ? 1 : 0;
 }
 
-/* Decide the CPUs the ranks go to: those tiderun may run on, first
- * threads of cores first, by number within each group. */
-static int plan_binding(job_t *job)
+/* Decide the CPUs the ranks go to: those tiderun may run on (`allowed`),
+ * first threads of cores first, by number within each group. */
+static int plan_binding(job_t *job, const cpu_set_t *allowed)
 {
-    cpu_set_t allowed;
     if (job->bind == BIND_NONE)
         return 0;
-    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) {
-        perror("tiderun: sched_getaffinity; the ranks stay unbound");
-        return 0;
-    }
-    int n = CPU_COUNT(&allowed);
+    int n = CPU_COUNT(allowed);
     if (job->bind == BIND_AUTO && job->n > n && job->n % n != 0) {
         if (job->verbose)
             fprintf(stderr, "tiderun: %d ranks on %d CPUs, unevenly: not binding\n", job->n, n);
@@ -291,7 +286,7 @@ static int plan_binding(job_t *job)
         return -1;
     for (int pass = 0; pass < 2; pass++)
         for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
-            if (CPU_ISSET(cpu, &allowed) && thread_of_core(cpu) == pass)
+            if (CPU_ISSET(cpu, allowed) && thread_of_core(cpu) == pass)
                 job->cpus[job->ncpus++] = cpu;
     return 0;
 }
@@ -617,10 +612,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "tiderun: store on %s, %d ranks of %s\n", store, job.n, job.argv[0]);
 
     cpu_set_t orig;
-    if (sched_getaffinity(0, sizeof(orig), &orig) != 0 || plan_binding(&job) != 0) {
-        fprintf(stderr, "tiderun: cannot plan where the ranks run\n");
-        goto out;
-    }
+    if (sched_getaffinity(0, sizeof(orig), &orig) != 0)
+        perror("tiderun: sched_getaffinity; the ranks stay unbound");
+    else if (plan_binding(&job, &orig) != 0)
+        fprintf(stderr, "tiderun: out of memory planning where the ranks run; unbound\n");
     for (int i = 0; i < job.n; i++) {
         bind_for(&job, i, &orig);
         int rc = spawn_rank(&job, i, store, secret);

@@ -404,6 +404,32 @@ static void t_invalid(tide_comm_t *comm)
     }
 }
 
+/* Direct broadcast with readers expecting fewer elements than the root
+ * has: the root writes into the readers' memory, so both sides must see
+ * the lengths differ, refuse, and leave what follows the readers' buffers
+ * alone. Only where the direct broadcast is forced (all local). */
+static void t_bcast_mismatch(tide_comm_t *comm)
+{
+    const char *algo = getenv("TIDE_ALGO");
+    if (!algo || strcmp(algo, "direct") != 0 || nranks < 2)
+        return;
+    size_t full = 65536, count = rank == 0 ? full : full / 2;
+    unsigned char *buf = malloc(full * 4);
+    memset(buf, rank == 0 ? 0x11 : 0x5a, full * 4); /* the guard differs from the root's data */
+    tide_status_t st = tide_broadcast(buf, buf, count, TIDE_FLOAT32, 0, comm);
+    checks++;
+    if (st != TIDE_ERR_INVALID && wrong++ < 10)
+        fprintf(stderr, "rank %d: mismatched broadcast returned %s\n", rank, tide_status_str(st));
+    for (size_t i = count * 4; rank != 0 && i < full * 4; i++) {
+        checks++;
+        if (buf[i] != 0x5a && wrong++ < 10) {
+            fprintf(stderr, "rank %d: byte %zu past the buffer was written\n", rank, i);
+            break;
+        }
+    }
+    free(buf);
+}
+
 /* -------------------------------------------- split, dup, concurrency */
 
 typedef struct thread_arg {
@@ -557,6 +583,7 @@ int main(int argc, char **argv)
     t_nonblocking(comm);
     t_split_concurrent(comm);
     t_invalid(comm);
+    t_bcast_mismatch(comm);
     CHECK(tide_barrier(comm));
     printf("rank %d: %ld checks, %ld wrong\n", rank, checks, wrong);
     CHECK(tide_comm_destroy(comm));
