@@ -237,7 +237,8 @@ tide_status_t coll_ctx_create(tide_comm_t *comm, coll_ctx_t **out)
         (st = tide_param_int(TIDE_PARAM_PIPELINE_DEPTH, &depth)) != TIDE_SUCCESS ||
         (st = tide_param_str(TIDE_PARAM_TRANSPORTS, tbuf, sizeof(tbuf))) != TIDE_SUCCESS ||
         (st = tide_param_str(TIDE_PARAM_ALGO, c->algo, sizeof(c->algo))) != TIDE_SUCCESS ||
-        (st = tide_param_int(TIDE_PARAM_TRACE, &trace)) != TIDE_SUCCESS)
+        (st = tide_param_int(TIDE_PARAM_TRACE, &trace)) != TIDE_SUCCESS ||
+        (st = coll_reduce_setup()) != TIDE_SUCCESS)
         goto err;
     c->trace = trace != 0;
     c->chunk = (size_t)chunk;

@@ -1,68 +1,19 @@
-/* Reduction kernels for every dtype x op. See coll_reduce.h. */
+/* Reductions: which kernels run, AVG, names and conversions. The kernels
+ * are in coll_reduce_kern.c. See coll_reduce.h. */
+#define TIDE_LOG_THIS TIDE_SUBSYS_COLL
 #include "coll_reduce.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdbool.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <string.h>
-
-/* ------------------------------------------------------------ half types */
-
-static inline float bits_to_float(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof(f));
-    return f;
-}
-
-static inline uint32_t float_to_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof(u));
-    return u;
-}
-
-static inline float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    if (exp == 0x1f) /* inf / nan */
-        return bits_to_float(sign | 0x7f800000u | (man << 13));
-    if (exp == 0) { /* zero / subnormal: man * 2^-24 */
-        float f = (float)man * (1.0f / 16777216.0f);
-        return sign ? -f : f;
-    }
-    return bits_to_float(sign | ((exp + 112) << 23) | (man << 13));
-}
-
-static inline uint16_t float_to_half(float f)
-{
-    uint32_t u = float_to_bits(f);
-    uint32_t sign = (u >> 16) & 0x8000;
-    uint32_t abs = u & 0x7fffffffu;
-    if (abs >= 0x7f800000u) /* inf or nan (nan stays quiet nan) */
-        return (uint16_t)(sign | 0x7c00 | (abs > 0x7f800000u ? 0x200 | ((abs >> 13) & 0x3ff) : 0));
-    if (abs >= 0x477ff000u) /* rounds to >= 65520: overflow to inf */
-        return (uint16_t)(sign | 0x7c00);
-    if (abs < 0x38800000u) { /* below the smallest normal: subnormal, RNE via float add */
-        float m = bits_to_float(abs) + 0.5f; /* 0.5 = 2^-1: aligns 2^-24 units at the ulp */
-        return (uint16_t)(sign | (float_to_bits(m) - 0x3f000000u));
-    }
-    uint32_t rounded = abs + 0xfffu + ((abs >> 13) & 1u); /* round to nearest even */
-    return (uint16_t)(sign | ((rounded - 0x38000000u) >> 13));
-}
-
-static inline float bf16_to_float(uint16_t h)
-{
-    return bits_to_float((uint32_t)h << 16);
-}
-
-static inline uint16_t float_to_bf16(float f)
-{
-    uint32_t u = float_to_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) /* nan: keep it quiet */
-        return (uint16_t)((u >> 16) | 0x40);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
+#include "coll_half.h"
+#include "util_log.h"
+#include "util_param.h"
 
 float coll_half_to_float(uint16_t h)
 {
@@ -81,85 +32,108 @@ uint16_t coll_float_to_bf16(float f)
     return float_to_bf16(f);
 }
 
-/* --------------------------------------------------------------- kernels */
+/* ------------------------------------------------------------- dispatch */
 
-#define OP_SUM(a, b)  ((a) + (b))
-#define OP_PROD(a, b) ((a) * (b))
-#define OP_MIN(a, b)  ((b) < (a) ? (b) : (a))
-#define OP_MAX(a, b)  ((b) > (a) ? (b) : (a))
+extern const coll_kernels_t coll_kernels_baseline;
+#ifdef TIDE_HAVE_AVX2_KERNELS
+extern const coll_kernels_t coll_kernels_avx2;
+#endif
+#ifdef TIDE_HAVE_AVX512_KERNELS
+extern const coll_kernels_t coll_kernels_avx512;
+#endif
 
-/* Native types. Integer SUM/PROD wrap modulo 2^n (done in the unsigned
- * type so that overflow is defined). */
-#define NATIVE_KERNEL(name, T, U, OP)                                                              \
-    static void name(void *restrict accv, const void *restrict inv, size_t n)                      \
-    {                                                                                              \
-        T *restrict acc = accv;                                                                    \
-        const T *restrict in = inv;                                                                \
-        for (size_t i = 0; i < n; i++)                                                             \
-            acc[i] = (T)OP((U)acc[i], (U)in[i]);                                                   \
+static const coll_kernels_t *active = &coll_kernels_baseline;
+
+#if defined(TIDE_HAVE_AVX2_KERNELS) || defined(TIDE_HAVE_AVX512_KERNELS)
+/* The wider sets use F16C for fp16 (not every compiler's
+ * __builtin_cpu_supports knows it). */
+static bool cpu_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
+const coll_kernels_t *coll_kernels(coll_isa_t isa)
+{
+    switch (isa) {
+    case COLL_ISA_BASELINE:
+        return &coll_kernels_baseline;
+#ifdef TIDE_HAVE_AVX2_KERNELS
+    case COLL_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && cpu_f16c() ? &coll_kernels_avx2 : NULL;
+#endif
+#ifdef TIDE_HAVE_AVX512_KERNELS
+    case COLL_ISA_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                       cpu_f16c()
+                   ? &coll_kernels_avx512
+                   : NULL;
+#endif
+    default:
+        return NULL;
     }
+}
 
-#define NATIVE_KERNEL_CMP(name, T, OP)                                                             \
-    static void name(void *restrict accv, const void *restrict inv, size_t n)                      \
-    {                                                                                              \
-        T *restrict acc = accv;                                                                    \
-        const T *restrict in = inv;                                                                \
-        for (size_t i = 0; i < n; i++)                                                             \
-            acc[i] = OP(acc[i], in[i]);                                                            \
+/*
+ * TIDE_SIMD=auto: fp16 and bf16 from the widest set this CPU runs, the
+ * other types from the baseline set. The half types spend their time
+ * converting, and wider vectors pay (fp16 allreduce, np=2, 1 MiB: 9.0
+ * GB/s with F16C against 1.3 portable). The native types are limited by
+ * memory, where wider vectors measured no faster, and AVX-512 5-10%
+ * slower (float allreduce, np=2, 256-512 KiB; docs/performance.md).
+ */
+static coll_kernels_t mixed;
+static char mixed_name[32];
+
+static void build_mixed(void)
+{
+    const coll_kernels_t *wide = NULL;
+    for (int isa = COLL_ISA_COUNT - 1; isa > COLL_ISA_BASELINE && !wide; isa--)
+        wide = coll_kernels((coll_isa_t)isa);
+    mixed = coll_kernels_baseline;
+    if (!wide)
+        return;
+    static const tide_dtype_t halves[] = {TIDE_FLOAT16, TIDE_BFLOAT16};
+    for (size_t i = 0; i < sizeof(halves) / sizeof(halves[0]); i++) {
+        memcpy(mixed.fn2[halves[i]], wide->fn2[halves[i]], sizeof(mixed.fn2[0]));
+        memcpy(mixed.fn3[halves[i]], wide->fn3[halves[i]], sizeof(mixed.fn3[0]));
     }
+    snprintf(mixed_name, sizeof(mixed_name), "baseline, %s for fp16/bf16", wide->isa);
+    mixed.isa = mixed_name;
+}
 
-#define INT_KERNELS(tag, T, U)                                                                     \
-    NATIVE_KERNEL(sum_##tag, T, U, OP_SUM)                                                         \
-    NATIVE_KERNEL(prod_##tag, T, U, OP_PROD)                                                       \
-    NATIVE_KERNEL_CMP(min_##tag, T, OP_MIN)                                                        \
-    NATIVE_KERNEL_CMP(max_##tag, T, OP_MAX)
+static const coll_kernels_t *auto_kernels(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, build_mixed);
+    return &mixed;
+}
 
-INT_KERNELS(i8, int8_t, uint8_t)
-INT_KERNELS(u8, uint8_t, uint8_t)
-INT_KERNELS(i32, int32_t, uint32_t)
-INT_KERNELS(u32, uint32_t, uint32_t)
-INT_KERNELS(i64, int64_t, uint64_t)
-INT_KERNELS(u64, uint64_t, uint64_t)
-
-#define FLOAT_KERNELS(tag, T)                                                                      \
-    NATIVE_KERNEL(sum_##tag, T, T, OP_SUM)                                                         \
-    NATIVE_KERNEL(prod_##tag, T, T, OP_PROD)                                                       \
-    NATIVE_KERNEL_CMP(min_##tag, T, OP_MIN)                                                        \
-    NATIVE_KERNEL_CMP(max_##tag, T, OP_MAX)
-
-FLOAT_KERNELS(f32, float)
-FLOAT_KERNELS(f64, double)
-
-/* Half types: widen, combine in float, round back. */
-#define HALF_KERNEL(name, TO_F, FROM_F, OP)                                                        \
-    static void name(void *restrict accv, const void *restrict inv, size_t n)                      \
-    {                                                                                              \
-        uint16_t *restrict acc = accv;                                                             \
-        const uint16_t *restrict in = inv;                                                         \
-        for (size_t i = 0; i < n; i++)                                                             \
-            acc[i] = FROM_F(OP(TO_F(acc[i]), TO_F(in[i])));                                        \
+tide_status_t coll_reduce_setup(void)
+{
+    int64_t want;
+    tide_status_t st = tide_param_int(TIDE_PARAM_SIMD, &want);
+    if (st != TIDE_SUCCESS)
+        return st;
+    const coll_kernels_t *k = NULL;
+    if (want == 0) {
+        k = auto_kernels();
+    } else if (!(k = coll_kernels((coll_isa_t)(want - 1)))) {
+        static const char *const names[COLL_ISA_COUNT] = {"baseline", "avx2", "avx512"};
+        tide_error("TIDE_SIMD=%s: this build or this CPU has no such reduction kernels",
+                   (unsigned)(want - 1) < COLL_ISA_COUNT ? names[want - 1] : "?");
+        return TIDE_ERR_UNSUPPORTED;
     }
+    __atomic_store_n(&active, k, __ATOMIC_RELEASE);
+    return TIDE_SUCCESS;
+}
 
-#define HALF_KERNELS(tag, TO_F, FROM_F)                                                            \
-    HALF_KERNEL(sum_##tag, TO_F, FROM_F, OP_SUM)                                                   \
-    HALF_KERNEL(prod_##tag, TO_F, FROM_F, OP_PROD)                                                 \
-    HALF_KERNEL(min_##tag, TO_F, FROM_F, OP_MIN)                                                   \
-    HALF_KERNEL(max_##tag, TO_F, FROM_F, OP_MAX)
-
-HALF_KERNELS(f16, half_to_float, float_to_half)
-HALF_KERNELS(bf16, bf16_to_float, float_to_bf16)
-
-#define ROW(tag)                                                                                   \
-    {                                                                                              \
-        sum_##tag, prod_##tag, min_##tag, max_##tag, sum_##tag                                     \
-    }
-
-static const coll_reduce_fn_t table[TIDE_DTYPE_COUNT][TIDE_REDOP_COUNT] = {
-    [TIDE_INT8] = ROW(i8),     [TIDE_UINT8] = ROW(u8),      [TIDE_INT32] = ROW(i32),
-    [TIDE_UINT32] = ROW(u32),  [TIDE_INT64] = ROW(i64),     [TIDE_UINT64] = ROW(u64),
-    [TIDE_FLOAT16] = ROW(f16), [TIDE_BFLOAT16] = ROW(bf16), [TIDE_FLOAT32] = ROW(f32),
-    [TIDE_FLOAT64] = ROW(f64),
-};
+const char *coll_reduce_isa(void)
+{
+    return __atomic_load_n(&active, __ATOMIC_ACQUIRE)->isa;
+}
 
 bool coll_dtype_valid(tide_dtype_t dtype)
 {
@@ -175,7 +149,7 @@ coll_reduce_fn_t coll_reduce_fn(tide_dtype_t dtype, tide_redop_t op)
 {
     if (!coll_dtype_valid(dtype) || !coll_redop_valid(op))
         return NULL;
-    return table[dtype][op];
+    return __atomic_load_n(&active, __ATOMIC_ACQUIRE)->fn2[dtype][op];
 }
 
 size_t tide_dtype_size(tide_dtype_t dtype)
@@ -201,14 +175,13 @@ const char *coll_redop_name(tide_redop_t op)
 void coll_reduce3(void *dst, const void *a, const void *b, size_t count, tide_dtype_t dtype,
                   tide_redop_t op)
 {
-    size_t bytes = count * tide_dtype_size(dtype);
-    if (dst == b) { /* acc = b op a: every op here is commutative */
-        table[dtype][op](dst, a, count);
-        return;
-    }
-    if (dst != a)
-        memmove(dst, a, bytes);
-    table[dtype][op](dst, b, count);
+    const coll_kernels_t *k = __atomic_load_n(&active, __ATOMIC_ACQUIRE);
+    if (dst == b) /* acc = b op a: every op here is commutative */
+        k->fn2[dtype][op](dst, a, count);
+    else if (dst == a)
+        k->fn2[dtype][op](dst, b, count);
+    else
+        k->fn3[dtype][op](dst, a, b, count);
 }
 
 #define AVG_INT(T)                                                                                 \

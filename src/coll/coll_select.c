@@ -191,12 +191,13 @@ tide_status_t coll_select(coll_ctx_t *c, const coll_op_t *op, const coll_algo_t 
             shm += c->pipe[r] == &coll_shm_pipe;
             eng += c->pipe[r] == &coll_engine_pipe;
         }
-        tide_log_emit(TIDE_LOG_INFO, TIDE_SUBSYS_COLL,
-                      "trace: op %llu %s count %zu %s %s root %d: algorithm %s, chunk %zu, "
-                      "pipes shm %d engine %d",
-                      (unsigned long long)c->nops, coll_kind_name(op->kind), op->count,
-                      coll_dtype_name(op->dtype), coll_redop_name(op->redop), op->root, a->name,
-                      c->chunk, shm, eng);
+        tide_log_emit(
+            TIDE_LOG_INFO, TIDE_SUBSYS_COLL,
+            "trace: op %llu %s count %zu %s %s root %d: algorithm %s, chunk %zu, kernels %s, "
+            "pipes shm %d engine %d",
+            (unsigned long long)c->nops, coll_kind_name(op->kind), op->count,
+            coll_dtype_name(op->dtype), coll_redop_name(op->redop), op->root, a->name, c->chunk,
+            coll_reduce_isa(), shm, eng);
     }
     *out = a;
     return TIDE_SUCCESS;

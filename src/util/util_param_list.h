@@ -87,6 +87,9 @@
     X(ALGO, "TIDE_ALGO", STR, "", "",                                                              \
       "Force collective algorithms: a name (ring) or per collective "                              \
       "(allreduce=rd,broadcast=tree).")                                                            \
+    X(SIMD, "TIDE_SIMD", ENUM, "auto", "auto|baseline|avx2|avx512",                                \
+      "Reduction kernels: auto takes the widest vectors this CPU runs; a narrower set can be "     \
+      "named to compare.")                                                                         \
     X(NUMA, "TIDE_NUMA", ENUM, "auto", "auto|off",                                                 \
       "Place Tide's memory and progress threads on one NUMA node (with more than one node).")      \
     X(TRACE, "TIDE_TRACE", BOOL, "0", "",                                                          \

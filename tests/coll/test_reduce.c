@@ -10,9 +10,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include "coll_reduce.h"
+
+#define TIDE_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 static uint64_t rnd(void)
@@ -194,36 +197,126 @@ static void fill_value(tide_dtype_t dt, void *p)
     }
 }
 
+/* Elementwise equal, any NaN matching any NaN (payloads are not part of
+ * the contract). */
+static bool same(tide_dtype_t dt, const void *x, const void *y)
+{
+    size_t es = tide_dtype_size(dt);
+    if (memcmp(x, y, es) == 0)
+        return true;
+    switch (dt) {
+    case TIDE_FLOAT16:
+        return isnan(coll_half_to_float(*(const uint16_t *)x)) &&
+               isnan(coll_half_to_float(*(const uint16_t *)y));
+    case TIDE_BFLOAT16:
+        return isnan(coll_bf16_to_float(*(const uint16_t *)x)) &&
+               isnan(coll_bf16_to_float(*(const uint16_t *)y));
+    case TIDE_FLOAT32:
+        return isnan(*(const float *)x) && isnan(*(const float *)y);
+    case TIDE_FLOAT64:
+        return isnan(*(const double *)x) && isnan(*(const double *)y);
+    default:
+        return false;
+    }
+}
+
+/* Run one kernel set's in-place and three-operand forms over a and b (n
+ * elements) and compare every element with the reference. */
+static void check_set(const coll_kernels_t *k, tide_dtype_t dt, tide_redop_t op,
+                      const unsigned char *a, const unsigned char *b, size_t n)
+{
+    size_t es = tide_dtype_size(dt);
+    unsigned char *want = malloc(n * es), *acc = malloc(n * es), *dst = malloc(n * es);
+    assert_non_null(want);
+    assert_non_null(acc);
+    assert_non_null(dst);
+    for (size_t i = 0; i < n; i++)
+        ref_op(dt, op, a + i * es, b + i * es, want + i * es);
+    memcpy(acc, a, n * es);
+    k->fn2[dt][op](acc, b, n);
+    memset(dst, 0xa5, n * es);
+    k->fn3[dt][op](dst, a, b, n);
+    for (size_t i = 0; i < n; i++) {
+        if (!same(dt, acc + i * es, want + i * es))
+            fail_msg("%s %s %s in place: element %zu differs", k->isa, coll_dtype_name(dt),
+                     coll_redop_name(op), i);
+        if (!same(dt, dst + i * es, want + i * es))
+            fail_msg("%s %s %s three-operand: element %zu differs", k->isa, coll_dtype_name(dt),
+                     coll_redop_name(op), i);
+    }
+    free(want);
+    free(acc);
+    free(dst);
+}
+
+/* Every kernel of every set this CPU runs, against the reference. */
 static void test_kernels(void **state)
 {
     (void)state;
     enum { N = 1037 }; /* odd: exercises the scalar tails */
-    for (int dt = 0; dt < TIDE_DTYPE_COUNT; dt++) {
-        size_t es = tide_dtype_size((tide_dtype_t)dt);
-        unsigned char *a = malloc(N * es), *b = malloc(N * es), *want = malloc(N * es);
-        unsigned char *acc = a; /* elements are aligned to their size, as C requires */
-        for (int op = 0; op < TIDE_REDOP_COUNT; op++) {
-            coll_reduce_fn_t fn = coll_reduce_fn((tide_dtype_t)dt, (tide_redop_t)op);
-            assert_non_null(fn);
-            for (size_t i = 0; i < N; i++) {
-                fill_value((tide_dtype_t)dt, acc + i * es);
-                fill_value((tide_dtype_t)dt, b + i * es);
-                ref_op((tide_dtype_t)dt, (tide_redop_t)op, acc + i * es, b + i * es, want + i * es);
+    int sets = 0;
+    for (int isa = 0; isa < COLL_ISA_COUNT; isa++) {
+        const coll_kernels_t *k = coll_kernels((coll_isa_t)isa);
+        if (!k)
+            continue;
+        sets++;
+        for (int dt = 0; dt < TIDE_DTYPE_COUNT; dt++) {
+            size_t es = tide_dtype_size((tide_dtype_t)dt);
+            unsigned char *a = malloc(N * es), *b = malloc(N * es);
+            for (int op = 0; op < TIDE_REDOP_COUNT; op++) {
+                for (size_t i = 0; i < N; i++) {
+                    fill_value((tide_dtype_t)dt, a + i * es);
+                    fill_value((tide_dtype_t)dt, b + i * es);
+                }
+                check_set(k, (tide_dtype_t)dt, (tide_redop_t)op, a, b, N);
             }
-            fn(acc, b, N);
-            for (size_t i = 0; i < N; i++)
-                if (memcmp(acc + i * es, want + i * es, es) != 0)
-                    fail_msg("%s %s: element %zu differs", coll_dtype_name((tide_dtype_t)dt),
-                             coll_redop_name((tide_redop_t)op), i);
+            free(a);
+            free(b);
         }
-        free(a);
-        free(b);
-        free(want);
     }
+    print_message("kernel sets checked: %d (baseline always)\n", sets);
+    assert_non_null(coll_kernels(COLL_ISA_BASELINE));
+    assert_null(coll_kernels(COLL_ISA_COUNT));
     assert_null(coll_reduce_fn(TIDE_DTYPE_COUNT, TIDE_SUM));
     assert_null(coll_reduce_fn(TIDE_FLOAT32, TIDE_REDOP_COUNT));
     assert_int_equal(tide_dtype_size(TIDE_DTYPE_COUNT), 0);
     assert_int_equal(tide_dtype_size(TIDE_BFLOAT16), 2);
+}
+
+/* fp16 and bf16: every one of the 65536 values (zeros, subnormals, inf,
+ * NaN, the largest finite) against partners that make sums and products
+ * overflow, underflow to subnormals, cancel and tie, in every kernel set:
+ * the vector paths (F16C conversions in the wider sets) must give what the
+ * reference gives. */
+static void test_half_kernels_exhaustive(void **state)
+{
+    (void)state;
+    enum { N = 65536 };
+    static const uint16_t partners[] = {0x0000, 0x8000, 0x0001, 0x83ff, 0x3c00, 0xbc00, 0x7bff,
+                                        0xfbff, 0x7c00, 0xfc00, 0x7e00, 0x0400, 0x3555, 0x1400,
+                                        0x3f80, 0x7f7f, 0x0080, 0x8001, 0x7fc0, 0x4b80};
+    uint16_t *a = malloc(N * 2), *b = malloc(N * 2);
+    assert_non_null(a);
+    assert_non_null(b);
+    for (size_t i = 0; i < N; i++)
+        a[i] = (uint16_t)i;
+    for (int isa = 0; isa < COLL_ISA_COUNT; isa++) {
+        const coll_kernels_t *k = coll_kernels((coll_isa_t)isa);
+        if (!k)
+            continue;
+        for (size_t p = 0; p <= TIDE_ARRAY_LEN(partners); p++) {
+            for (size_t i = 0; i < N; i++) /* the last round: random partners */
+                b[i] = p < TIDE_ARRAY_LEN(partners) ? partners[p] : (uint16_t)rnd();
+            for (int op = 0; op < TIDE_REDOP_COUNT; op++) {
+                check_set(k, TIDE_FLOAT16, (tide_redop_t)op, (const unsigned char *)a,
+                          (const unsigned char *)b, N);
+                check_set(k, TIDE_BFLOAT16, (tide_redop_t)op, (const unsigned char *)a,
+                          (const unsigned char *)b, N);
+            }
+        }
+    }
+    free(a);
+    free(b);
 }
 
 static void test_reduce3_and_avg(void **state)
@@ -249,13 +342,51 @@ static void test_reduce3_and_avg(void **state)
     assert_float_equal(coll_half_to_float(h[0]), 1.5, 0);
 }
 
+/* TIDE_SIMD picks the set coll_reduce_fn and coll_reduce3 use. */
+static void test_setup(void **state)
+{
+    (void)state;
+    setenv("TIDE_SIMD", "baseline", 1);
+    assert_int_equal(coll_reduce_setup(), TIDE_SUCCESS);
+    assert_string_equal(coll_reduce_isa(), "baseline");
+    assert_ptr_equal(coll_reduce_fn(TIDE_FLOAT16, TIDE_SUM),
+                     coll_kernels(COLL_ISA_BASELINE)->fn2[TIDE_FLOAT16][TIDE_SUM]);
+    setenv("TIDE_SIMD", "sse9", 1);
+    assert_int_equal(coll_reduce_setup(), TIDE_ERR_INVALID);
+    assert_string_equal(coll_reduce_isa(), "baseline"); /* unchanged */
+    unsetenv("TIDE_SIMD");
+    assert_int_equal(coll_reduce_setup(), TIDE_SUCCESS); /* auto */
+    const coll_kernels_t *wide = NULL;
+    for (int isa = COLL_ISA_COUNT - 1; isa > COLL_ISA_BASELINE && !wide; isa--)
+        wide = coll_kernels((coll_isa_t)isa);
+    const coll_kernels_t *base = coll_kernels(COLL_ISA_BASELINE);
+    /* the native types from the baseline set, the half types from the widest */
+    assert_ptr_equal(coll_reduce_fn(TIDE_FLOAT32, TIDE_SUM), base->fn2[TIDE_FLOAT32][TIDE_SUM]);
+    assert_ptr_equal(coll_reduce_fn(TIDE_BFLOAT16, TIDE_MAX),
+                     (wide ? wide : base)->fn2[TIDE_BFLOAT16][TIDE_MAX]);
+    print_message("auto: %s\n", coll_reduce_isa());
+    /* coll_reduce3 through the chosen set, three-operand and in place */
+    enum { N = 999 };
+    uint16_t a[N], b[N], d[N], want[N];
+    for (size_t i = 0; i < N; i++) {
+        fill_value(TIDE_FLOAT16, &a[i]);
+        fill_value(TIDE_FLOAT16, &b[i]);
+        ref_op(TIDE_FLOAT16, TIDE_SUM, &a[i], &b[i], &want[i]);
+    }
+    coll_reduce3(d, a, b, N, TIDE_FLOAT16, TIDE_SUM);
+    coll_reduce3(a, a, b, N, TIDE_FLOAT16, TIDE_SUM);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(d[i], want[i]);
+        assert_int_equal(a[i], want[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_half_roundtrip),
-        cmocka_unit_test(test_half_rounding),
-        cmocka_unit_test(test_kernels),
-        cmocka_unit_test(test_reduce3_and_avg),
+        cmocka_unit_test(test_half_roundtrip),  cmocka_unit_test(test_half_rounding),
+        cmocka_unit_test(test_kernels),         cmocka_unit_test(test_half_kernels_exhaustive),
+        cmocka_unit_test(test_reduce3_and_avg), cmocka_unit_test(test_setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
