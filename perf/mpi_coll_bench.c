@@ -2,9 +2,11 @@
  * The peer users would otherwise pick, measured the way tide_perf measures
  * Tide: MPI_Allreduce / MPI_Allgather / MPI_Bcast (float, sum), same sizes,
  * same columns (out-of-place only), the slowest rank's average time.
+ * -W 1 rewrites the input before every iteration and times only the
+ * collective calls, as tide_perf -W 1 does.
  *
  *   mpirun -np N mpi_coll_bench allreduce|allgather|broadcast [-b MIN] [-e MAX] [-f F] [-n I] [-w
- * W]
+ * W] [-W 0|1]
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -25,14 +27,14 @@ static size_t parse_size(const char *s)
 
 int main(int argc, char **argv)
 {
-    int rank, n, c, iters = 20, warmup = 5;
+    int rank, n, c, iters = 20, warmup = 5, rewrite = 0;
     size_t min = 8, max = 64u << 20, factor = 2;
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &n);
     const char *kind = argc > 1 ? argv[1] : "allreduce";
     optind = 2;
-    while ((c = getopt(argc, argv, "b:e:f:n:w:")) != -1) {
+    while ((c = getopt(argc, argv, "b:e:f:n:w:W:")) != -1) {
         if (c == 'b')
             min = parse_size(optarg);
         else if (c == 'e')
@@ -43,6 +45,8 @@ int main(int argc, char **argv)
             iters = atoi(optarg);
         else if (c == 'w')
             warmup = atoi(optarg);
+        else if (c == 'W')
+            rewrite = atoi(optarg);
     }
     int ag = strcmp(kind, "allgather") == 0, bc = strcmp(kind, "broadcast") == 0;
     double f = ag ? (double)(n - 1) / n : bc ? 1.0 : 2.0 * (n - 1) / n;
@@ -53,11 +57,15 @@ int main(int argc, char **argv)
     for (size_t size = min; size <= max; size *= factor) {
         size_t count = size / 4 / (ag ? (size_t)n : 1);
         size_t bytes = count * 4 * (ag ? (size_t)n : 1);
-        double t0 = 0;
+        double t0 = 0, busy = 0, t1 = 0;
         for (int it = 0; it < warmup + iters; it++) {
             if (it == warmup) {
                 MPI_Barrier(MPI_COMM_WORLD);
                 t0 = MPI_Wtime();
+            }
+            if (rewrite) {
+                memset(bc ? (void *)r : (void *)s, it & 0x3f, bc ? bytes : ag ? count * 4 : bytes);
+                t1 = MPI_Wtime();
             }
             if (ag)
                 MPI_Allgather(s, (int)count, MPI_FLOAT, r, (int)count, MPI_FLOAT, MPI_COMM_WORLD);
@@ -65,8 +73,10 @@ int main(int argc, char **argv)
                 MPI_Bcast(r, (int)count, MPI_FLOAT, 0, MPI_COMM_WORLD);
             else
                 MPI_Allreduce(s, r, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            if (rewrite && it >= warmup)
+                busy += MPI_Wtime() - t1;
         }
-        double t = (MPI_Wtime() - t0) / iters, tmax;
+        double t = (rewrite ? busy : MPI_Wtime() - t0) / iters, tmax;
         MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         double alg = bytes / tmax / 1e9;
         if (rank == 0)

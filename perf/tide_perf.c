@@ -4,14 +4,18 @@
  *   tiderun -n 2 tide_perf p2p [options]
  *   tiderun -n N tide_perf allreduce|allgather|broadcast|reduce_scatter|reduce|alltoall
  *           [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-c 0|1] [-d DTYPE]
- *           [-o OP] [-r ROOT]
+ *           [-o OP] [-r ROOT] [-W 0|1]
  *
  * Collectives follow the nccl-tests conventions: size is the bytes of the
  * largest buffer (allgather: the output; reduce_scatter: the input;
  * alltoall: either), time the slowest rank's average, algbw = size / time,
  * busbw = algbw x 2(n-1)/n (allreduce), (n-1)/n (allgather, reduce_scatter,
  * alltoall) or 1 (broadcast, reduce), #wrong the wrong elements of all
- * ranks (checked with float inputs; -c 0 skips it).
+ * ranks (checked with float inputs; -c 0 skips it). -W 1 rewrites each
+ * rank's input before every iteration, as an application that computes it
+ * anew would, and times only the collective calls: peers then read data
+ * that sits modified in its owner's cache, not an unchanged buffer that
+ * stays in their own caches from the previous iteration.
  *
  * p2p: rank 0 submits batches of N blocks of B bytes (WRITE or READ) to
  * rank 1, keeping several batches in flight, and reports GB/s, blocks/s
@@ -513,10 +517,10 @@ static size_t check_output(kind_t k, const float *r, size_t count, int rank, int
 static int perf_coll(kind_t k, int argc, char **argv)
 {
     size_t min = 8, max = 64u << 20, factor = 2;
-    int iters = 20, warmup = 5, check = 1, root = 0, c, rank, n;
+    int iters = 20, warmup = 5, check = 1, root = 0, rewrite = 0, c, rank, n;
     tide_dtype_t dt = TIDE_FLOAT32;
     tide_redop_t op = TIDE_SUM;
-    while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:r:")) != -1) {
+    while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:r:W:")) != -1) {
         switch (c) {
         case 'b':
             min = parse_size(optarg);
@@ -545,10 +549,13 @@ static int perf_coll(kind_t k, int argc, char **argv)
         case 'r':
             root = atoi(optarg);
             break;
+        case 'W':
+            rewrite = atoi(optarg);
+            break;
         default:
             fprintf(stderr,
                     "usage: tide_perf %s [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] "
-                    "[-w WARMUP] [-c 0|1] [-d DTYPE] [-o OP] [-r ROOT]\n",
+                    "[-w WARMUP] [-c 0|1] [-d DTYPE] [-o OP] [-r ROOT] [-W 0|1]\n",
                     kinds[k].name);
             return 2;
         }
@@ -601,19 +608,27 @@ static int perf_coll(kind_t k, int argc, char **argv)
                 in = k == K_ALLGATHER ? rbuf + (size_t)rank * count * es : rbuf;
                 out = rbuf;
             }
+            double busy = 0; /* -W: the time inside the collective calls */
             for (int it = 0; it < warmup + iters + 1; it++) {
                 if (it == warmup)
                     CHECK(tide_barrier(comm));
-                if (it == warmup && 1)
+                if (it == warmup)
                     t[inplace] = now_s();
                 if (it == warmup + iters) {
-                    t[inplace] = (now_s() - t[inplace]) / iters;
+                    t[inplace] = (rewrite ? busy : now_s() - t[inplace]) / iters;
                     if (!check)
                         break;
                     for (size_t i = 0; i < in_elems; i++)
                         ((float *)in)[i] = (float)((rank + 1) * (int)(i % 7 + 1));
                 }
-                CHECK(run_coll(k, in, out, count, dt, op, root, comm));
+                if (rewrite) {
+                    memset(in, it & 0x3f, in_elems * es);
+                    double t0 = now_s();
+                    CHECK(run_coll(k, in, out, count, dt, op, root, comm));
+                    busy += it >= warmup ? now_s() - t0 : 0;
+                } else {
+                    CHECK(run_coll(k, in, out, count, dt, op, root, comm));
+                }
             }
             if (check)
                 wrong[inplace] = (double)check_output(k, (float *)out, count, rank, n, root, op);
