@@ -3,13 +3,17 @@
 # count; shared memory (default) or TCP only (--tcp). Prints each side's
 # out-of-place busbw and 8-byte latency, and Tide's ratio per size.
 #
-#   perf/compare.sh [--tcp] [-np N] [-c allreduce|allgather|broadcast] [-e MAX] [-r REPEATS] [-n ITERS]
+#   perf/compare.sh [--tcp] [-np N] [-c allreduce|allgather|broadcast] [-e MAX] [-r REPEATS] [-n ITERS] [-W]
+#
+# -W: both sides rewrite their input before every iteration and time only
+# the collective calls (tide_perf -W 1), as an application computing its
+# input anew would see it.
 #
 # Needs build/tiderun, build/tide_perf and build/mpi_coll_bench (built when
 # mpicc is present) and mpirun.openmpi.
 set -eu
 cd "$(dirname "$0")/.."
-np=2 coll=allreduce max=64M tcp=0 reps=1 iters=20
+np=2 coll=allreduce max=64M tcp=0 reps=1 iters=20 rewrite=0
 while [ $# -gt 0 ]; do
   case $1 in
     --tcp) tcp=1 ;;
@@ -18,7 +22,8 @@ while [ $# -gt 0 ]; do
     -e) max=$2; shift ;;
     -r) reps=$2; shift ;;
     -n) iters=$2; shift ;;
-    *) echo "usage: $0 [--tcp] [-np N] [-c COLL] [-e MAX] [-r REPEATS] [-n ITERS]" >&2; exit 2 ;;
+    -W) rewrite=1 ;;
+    *) echo "usage: $0 [--tcp] [-np N] [-c COLL] [-e MAX] [-r REPEATS] [-n ITERS] [-W]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -34,11 +39,12 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for i in $(seq "$reps"); do
-  env $tide_env timeout -k 10 300 build/tiderun -n "$np" build/tide_perf "$coll" -e "$max" -n "$iters" -c 0 \
+  env $tide_env timeout -k 10 300 build/tiderun -n "$np" build/tide_perf "$coll" -e "$max" -n "$iters" -c 0 -W $rewrite \
       > "$out/tide.$i"
   timeout -k 10 300 mpirun.openmpi --allow-run-as-root --oversubscribe -np "$np" $mca \
-      build/mpi_coll_bench "$coll" -e "$max" -n "$iters" > "$out/mpi.$i"
+      build/mpi_coll_bench "$coll" -e "$max" -n "$iters" -W $rewrite > "$out/mpi.$i"
 done
+[ $rewrite = 1 ] && label="$label, input rewritten every iteration"
 echo "# $coll, $np ranks, $label: busbw GB/s (out-of-place), median of $reps run(s) of $iters iterations; time in us at 8 B"
 printf "# %10s %10s %10s %7s\n" "size(B)" "tide" "openmpi" "ratio"
 # median per size of busbw (column 8) over the repeats; time (column 6) for the latency row
