@@ -20,7 +20,10 @@
  * Buffers larger than n x TIDE_CHUNK_SIZE go round in segments of that
  * size, so blocks stay near the cache and the pipes keep every rank busy.
  * Sends and receives of a step run at once (coll_xfer), so pipes smaller
- * than a block cannot deadlock the ring.
+ * than a block cannot deadlock the ring. Out of place, the input is never
+ * copied to the output: each reduce-scatter step writes input + received
+ * into the output in one pass (the first sends from the input), and the
+ * one block no step receives there, a rank's own, the allgather brings.
  */
 #include <string.h>
 #include "coll_ctx.h"
@@ -30,11 +33,11 @@ tide_status_t coll_allreduce_ring(coll_ctx_t *c, const coll_op_t *op)
     int n = c->nranks, r = c->rank, next = (r + 1) % n, prev = (r + n - 1) % n;
     size_t es = op->esize;
     char *buf = op->rbuf;
-    coll_reduce_fn_t fn = coll_reduce_fn(op->dtype, op->redop);
     tide_status_t st = TIDE_SUCCESS;
 
-    if (op->sbuf != op->rbuf)
-        memcpy(buf, op->sbuf, op->count * es);
+    const char *in = op->sbuf;
+    if (n == 1 && in != buf)
+        memcpy(buf, in, op->count * es);
     size_t seg = TIDE_MAX((size_t)n, c->chunk / es * (size_t)n);
     for (size_t off = 0; off < op->count && n > 1 && st == TIDE_SUCCESS; off += seg) {
         size_t m = TIDE_MIN(seg, op->count - off);
@@ -42,8 +45,13 @@ tide_status_t coll_allreduce_ring(coll_ctx_t *c, const coll_op_t *op)
 #define LEN(b) (m * ((size_t)(b) + 1) / (size_t)n - m * (size_t)(b) / (size_t)n)
         for (int k = 0; k < n - 1 && st == TIDE_SUCCESS; k++) {
             int sb = (r - k + n) % n, rb = (r - k - 1 + n) % n;
-            st = coll_sendrecv(c, next, buf + LO(sb) * es, LEN(sb) * es, prev, buf + LO(rb) * es,
-                               LEN(rb) * es, fn, es, "reduce-scatter step");
+            /* what arrives is combined with my input into the output (one
+             * pass); the first step sends my input itself */
+            coll_step_t s[2] = {
+                coll_send_step(next, (k == 0 ? in : buf) + LO(sb) * es, LEN(sb) * es),
+                coll_recv_with_step(prev, buf + LO(rb) * es, in + LO(rb) * es, LEN(rb) * es,
+                                    op->dtype, op->redop, es)};
+            st = coll_xfer(c, s, 2, "reduce-scatter step");
         }
         for (int k = 0; k < n - 1 && st == TIDE_SUCCESS; k++) {
             int sb = (r + 1 - k + n) % n, rb = (r - k + n) % n;

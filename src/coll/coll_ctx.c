@@ -49,6 +49,33 @@
 
 static const char zeros[16];
 
+/* Receive what the pipe from s->peer holds now, up to want bytes: copied,
+ * combined into s->buf, or (discard) dropped. */
+static int64_t step_take(coll_ctx_t *c, const coll_pipe_ops_t *p, coll_step_t *s, size_t want,
+                         bool discard)
+{
+    const char *src;
+    int64_t got = p->peek(c, s->peer, &src);
+    if (got <= 0)
+        return got;
+    size_t n = TIDE_MIN(want, (size_t)got);
+    if (!discard && s->fn)
+        n -= n % s->esize; /* whole elements only */
+    if (n == 0)
+        return 0;
+    char *dst = s->buf + s->done;
+    if (discard)
+        ;
+    else if (s->with)
+        s->fn3(dst, s->with + s->done, src, n / s->esize);
+    else if (s->fn)
+        s->fn(dst, src, n / s->esize);
+    else
+        memcpy(dst, src, n);
+    p->consume(c, s->peer, n);
+    return (int64_t)n;
+}
+
 int64_t coll_step_move(coll_ctx_t *c, coll_step_t *s)
 {
     const coll_pipe_ops_t *p = c->pipe[s->peer];
@@ -63,11 +90,10 @@ int64_t coll_step_move(coll_ctx_t *c, coll_step_t *s)
         n = p->push(c, s->peer, m, padded);
     } else if (s->done < s->len) {
         n = s->send ? p->push(c, s->peer, s->buf + s->done, s->len - s->done)
-                    : p->pull(c, s->peer, s->buf + s->done, s->len - s->done, s->fn, s->esize);
+                    : step_take(c, p, s, s->len - s->done, false);
     } else if (s->done < padded) {
-        char sink[16];
         size_t k = padded - s->done;
-        n = s->send ? p->push(c, s->peer, zeros, k) : p->pull(c, s->peer, sink, k, NULL, 1);
+        n = s->send ? p->push(c, s->peer, zeros, k) : step_take(c, p, s, k, true);
     } else {
         return 0;
     }

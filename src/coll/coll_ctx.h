@@ -35,11 +35,13 @@ typedef struct coll_pipe_ops {
     /* Move up to len bytes into the stream to peer; returns the bytes
      * moved (0: no room now) or a negative tide_status_t. Never blocks. */
     int64_t (*push)(coll_ctx_t *c, int peer, const void *buf, size_t len);
-    /* Take up to len bytes of the stream from peer: copied into buf, or
-     * with fn combined into it (whole elements of esize bytes only).
-     * Returns the bytes taken or a negative tide_status_t. Never blocks. */
-    int64_t (*pull)(coll_ctx_t *c, int peer, void *buf, size_t len, coll_reduce_fn_t fn,
-                    size_t esize);
+    /* The bytes of the stream from peer that can be read now, in one
+     * contiguous run at *data: their count (0: none yet) or a negative
+     * tide_status_t. Never blocks. */
+    int64_t (*peek)(coll_ctx_t *c, int peer, const char **data);
+    /* The first n bytes peek showed are used: their room goes back to the
+     * sender. */
+    void (*consume)(coll_ctx_t *c, int peer, size_t n);
     /* All bytes pushed to peer are visible to it (engine: written). */
     bool (*flushed)(coll_ctx_t *c, int peer);
     /* A receive from peer finished: return space to the sender now.
@@ -56,6 +58,9 @@ typedef struct coll_step {
     char *buf;
     size_t len;          /* payload bytes (a multiple of esize) */
     coll_reduce_fn_t fn; /* receive: NULL copies, else reduces into buf */
+    /* receive with `with` set: buf = with op data, one pass (fn3) */
+    coll_reduce3_fn_t fn3;
+    const char *with;
     size_t esize;
     size_t done; /* bytes moved, padding included */
 } coll_step_t;
@@ -226,6 +231,19 @@ static inline coll_step_t coll_recv_step(int peer, void *buf, size_t len, coll_r
                                          size_t esize)
 {
     coll_step_t s = {.peer = peer, .buf = buf, .len = len, .fn = fn, .esize = esize ? esize : 1};
+    return s;
+}
+
+/* A receive that combines its data with `with` into buf (buf may be
+ * with): buf = with op data. */
+static inline coll_step_t coll_recv_with_step(int peer, void *buf, const void *with, size_t len,
+                                              tide_dtype_t dtype, tide_redop_t op, size_t esize)
+{
+    coll_step_t s = coll_recv_step(peer, buf, len, coll_reduce_fn(dtype, op), esize);
+    if (with != buf) {
+        s.fn3 = coll_reduce3_fn(dtype, op);
+        s.with = with;
+    }
     return s;
 }
 

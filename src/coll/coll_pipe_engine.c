@@ -215,34 +215,33 @@ static void eng_credit(coll_ctx_t *c, int peer)
     }
 }
 
-static int64_t eng_pull(coll_ctx_t *c, int peer, void *buf, size_t len, coll_reduce_fn_t fn,
-                        size_t esize)
+static int64_t eng_peek(coll_ctx_t *c, int peer, const char **data)
 {
     struct eng_state *s = c->eng;
     eng_peer_t *p = &s->peers[peer];
     uint64_t avail = p2p_signal_value(c->engine, peer, CHAN_DATA) - p->consumed;
     size_t pos = p->consumed % s->ring;
-    size_t n = TIDE_MIN(len, (size_t)avail);
-    n = TIDE_MIN(n, s->ring - pos);
-    if (fn)
-        n -= n % esize;
-    if (n == 0)
-        return 0;
-    const char *src = s->recv + (size_t)peer * s->ring + pos;
-    if (fn)
-        fn(buf, src, n / esize);
-    else
-        memcpy(buf, src, n);
+    *data = s->recv + (size_t)peer * s->ring + pos;
+    return (int64_t)TIDE_MIN((size_t)avail, s->ring - pos);
+}
+
+static void eng_consume(coll_ctx_t *c, int peer, size_t n)
+{
+    struct eng_state *s = c->eng;
+    eng_peer_t *p = &s->peers[peer];
     p->consumed += n;
     if (p->consumed - p->credited >= s->ring / 4)
         eng_credit(c, peer);
-    return (int64_t)n;
 }
 
 const coll_pipe_ops_t coll_engine_pipe = {
-    .name = "engine", .push = eng_push, .pull = eng_pull, .flushed = eng_flushed,
+    .name = "engine",
+    .push = eng_push,
+    .peek = eng_peek,
+    .consume = eng_consume,
+    .flushed = eng_flushed,
     /* No .pulled: space goes back a quarter of the ring at a time (in
-     * eng_pull), never after each message, which would cost a message of
+     * eng_consume), never after each message, which would cost a message of
      * its own each time; the sender always has three quarters of the ring
      * and pushes what fits, so no exchange can wait on space held back. */
 };

@@ -120,29 +120,24 @@ static int64_t shm_push(coll_ctx_t *c, int peer, const void *buf, size_t len)
     return (int64_t)n;
 }
 
-static int64_t shm_pull(coll_ctx_t *c, int peer, void *buf, size_t len, coll_reduce_fn_t fn,
-                        size_t esize)
+static int64_t shm_peek(coll_ctx_t *c, int peer, const char **data)
 {
     struct shm_state *s = c->shm;
     int slot = s->peers[peer].slot;
     ring_hdr_t *r = ring_hdr(s->inbox, slot);
     uint64_t head = r->head, tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
     size_t pos = head % s->ring;
-    size_t n = TIDE_MIN(len, (size_t)(tail - head));
-    n = TIDE_MIN(n, s->ring - pos);
-    if (fn)
-        n -= n % esize;
-    if (n == 0)
-        return 0;
-    const char *src = ring_data(s, s->inbox, slot) + pos;
-    if (fn)
-        fn(buf, src, n / esize);
-    else
-        memcpy(buf, src, n);
-    __atomic_store_n(&r->head, head + n, __ATOMIC_RELEASE);
+    *data = ring_data(s, s->inbox, slot) + pos;
+    return (int64_t)TIDE_MIN((size_t)(tail - head), s->ring - pos);
+}
+
+static void shm_consume(coll_ctx_t *c, int peer, size_t n)
+{
+    struct shm_state *s = c->shm;
+    ring_hdr_t *r = ring_hdr(s->inbox, s->peers[peer].slot);
+    __atomic_store_n(&r->head, r->head + n, __ATOMIC_RELEASE);
     inbox_hdr_t *h = hdr_of(s->peers[peer].base);
     coll_bell_ring(&h->doorbell, &h->sleeping);
-    return (int64_t)n;
 }
 
 static bool shm_flushed(coll_ctx_t *c, int peer)
@@ -161,7 +156,8 @@ static void shm_pulled(coll_ctx_t *c, int peer)
 const coll_pipe_ops_t coll_shm_pipe = {
     .name = "shm",
     .push = shm_push,
-    .pull = shm_pull,
+    .peek = shm_peek,
+    .consume = shm_consume,
     .flushed = shm_flushed,
     .pulled = shm_pulled,
 };

@@ -172,6 +172,13 @@ const char *coll_redop_name(tide_redop_t op)
     return coll_redop_valid(op) ? names[op] : "?";
 }
 
+coll_reduce3_fn_t coll_reduce3_fn(tide_dtype_t dtype, tide_redop_t op)
+{
+    if (!coll_dtype_valid(dtype) || !coll_redop_valid(op))
+        return NULL;
+    return __atomic_load_n(&active, __ATOMIC_ACQUIRE)->fn3[dtype][op];
+}
+
 void coll_reduce3(void *dst, const void *a, const void *b, size_t count, tide_dtype_t dtype,
                   tide_redop_t op)
 {

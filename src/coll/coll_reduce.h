@@ -48,6 +48,9 @@ const char *coll_reduce_isa(void);
 /* NULL for an unknown dtype or op. */
 coll_reduce_fn_t coll_reduce_fn(tide_dtype_t dtype, tide_redop_t op);
 
+/* The three-operand kernel in use; NULL for an unknown dtype or op. */
+coll_reduce3_fn_t coll_reduce3_fn(tide_dtype_t dtype, tide_redop_t op);
+
 /* dst[i] = a[i] op b[i] in one pass. dst may be a or b, or overlap
  * neither. */
 void coll_reduce3(void *dst, const void *a, const void *b, size_t count, tide_dtype_t dtype,
