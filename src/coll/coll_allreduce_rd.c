@@ -12,8 +12,12 @@
  *
  *   n = 6 (p = 4, rem = 2):   0 -> 1, 2 -> 3;  {1, 3, 4, 5} exchange;  1 -> 0, 3 -> 2
  *
- * The partner's buffer arrives in a scratch copy and is reduced after the
- * exchange: a rank must not reduce into the bytes it is still sending.
+ * A rank must not combine into the bytes it is still sending, so each
+ * exchange sends one buffer and writes mine op partner's into the other
+ * (one pass, as the data arrives): input -> output -> scratch -> output
+ * ..., with one copy at the end when the result is in scratch. The lower
+ * rank's value always goes first, so both partners compute the same bits
+ * (min and max of a NaN, signed zeros).
  */
 #include <string.h>
 #include "coll_ctx.h"
@@ -23,24 +27,27 @@ tide_status_t coll_allreduce_rd(coll_ctx_t *c, const coll_op_t *op)
     int n = c->nranks, r = c->rank, p = 1;
     size_t es = op->esize, bytes = op->count * es;
     char *buf = op->rbuf;
-    coll_reduce_fn_t fn = coll_reduce_fn(op->dtype, op->redop);
     tide_status_t st = TIDE_SUCCESS;
 
-    if (op->sbuf != op->rbuf)
-        memcpy(buf, op->sbuf, bytes);
     while (p * 2 <= n)
         p *= 2;
     int rem = n - p, vr;
     char *tmp = coll_scratch(c, bytes);
     if (!tmp)
         return TIDE_ERR_NOMEM;
+    const char *cur = op->sbuf; /* my value so far */
+#define OTHER(x) ((x) == buf ? tmp : buf)
 
     if (r < 2 * rem) { /* fold the extra ranks in */
         if (r % 2 == 0) {
-            st = coll_sendrecv(c, r + 1, buf, bytes, -1, NULL, 0, NULL, es, "fold-in");
+            st = coll_sendrecv(c, r + 1, cur, bytes, -1, NULL, 0, NULL, es, "fold-in");
             vr = -1;
         } else {
-            st = coll_sendrecv(c, -1, NULL, 0, r - 1, buf, bytes, fn, es, "fold-in");
+            char *dst = OTHER(cur);
+            coll_step_t s =
+                coll_recv_combine_step(r - 1, dst, cur, bytes, op->dtype, op->redop, es, true);
+            st = coll_xfer(c, &s, 1, "fold-in");
+            cur = dst;
             vr = r / 2;
         }
     } else {
@@ -48,16 +55,23 @@ tide_status_t coll_allreduce_rd(coll_ctx_t *c, const coll_op_t *op)
     }
     for (int mask = 1; vr >= 0 && mask < p && st == TIDE_SUCCESS; mask <<= 1) {
         int vp = vr ^ mask, partner = vp < rem ? vp * 2 + 1 : vp + rem;
-        st = coll_sendrecv(c, partner, buf, bytes, partner, tmp, bytes, NULL, es, "exchange");
-        if (st == TIDE_SUCCESS)
-            fn(buf, tmp, op->count);
+        char *dst = OTHER(cur);
+        coll_step_t s[2] = {
+            coll_send_step(partner, cur, bytes),
+            coll_recv_combine_step(partner, dst, cur, bytes, op->dtype, op->redop, es, vp < vr)};
+        st = coll_xfer(c, s, 2, "exchange");
+        cur = dst;
     }
+#undef OTHER
     if (st == TIDE_SUCCESS && r < 2 * rem) { /* hand the result back */
         if (r % 2)
-            st = coll_sendrecv(c, r - 1, buf, bytes, -1, NULL, 0, NULL, es, "fold-out");
+            st = coll_sendrecv(c, r - 1, cur, bytes, -1, NULL, 0, NULL, es, "fold-out");
         else
             st = coll_sendrecv(c, -1, NULL, 0, r + 1, buf, bytes, NULL, es, "fold-out");
+        cur = r % 2 ? cur : buf;
     }
+    if (st == TIDE_SUCCESS && cur != buf)
+        memcpy(buf, cur, bytes);
     if (st == TIDE_SUCCESS && op->redop == TIDE_AVG)
         coll_reduce_finish_avg(buf, op->count, op->dtype, n);
     return st;

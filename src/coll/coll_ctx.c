@@ -66,6 +66,8 @@ static int64_t step_take(coll_ctx_t *c, const coll_pipe_ops_t *p, coll_step_t *s
     char *dst = s->buf + s->done;
     if (discard)
         ;
+    else if (s->with && s->with_last)
+        s->fn3(dst, src, s->with + s->done, n / s->esize);
     else if (s->with)
         s->fn3(dst, s->with + s->done, src, n / s->esize);
     else if (s->fn)

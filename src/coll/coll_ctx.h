@@ -58,9 +58,11 @@ typedef struct coll_step {
     char *buf;
     size_t len;          /* payload bytes (a multiple of esize) */
     coll_reduce_fn_t fn; /* receive: NULL copies, else reduces into buf */
-    /* receive with `with` set: buf = with op data, one pass (fn3) */
+    /* receive with `with` set: buf = with op data, one pass (fn3); with
+     * with_last, buf = data op with */
     coll_reduce3_fn_t fn3;
     const char *with;
+    bool with_last;
     size_t esize;
     size_t done; /* bytes moved, padding included */
 } coll_step_t;
@@ -244,6 +246,21 @@ static inline coll_step_t coll_recv_with_step(int peer, void *buf, const void *w
         s.fn3 = coll_reduce3_fn(dtype, op);
         s.with = with;
     }
+    return s;
+}
+
+/* The same into a buffer that is not `with`, the operands in a chosen
+ * order: buf = data op with where data_first, else with op data. (Two
+ * ranks combining each other's values must put them in the same order to
+ * end with the same bits: min and max of a NaN, signed zeros.) */
+static inline coll_step_t coll_recv_combine_step(int peer, void *buf, const void *with, size_t len,
+                                                 tide_dtype_t dtype, tide_redop_t op, size_t esize,
+                                                 bool data_first)
+{
+    coll_step_t s = coll_recv_step(peer, buf, len, coll_reduce_fn(dtype, op), esize);
+    s.fn3 = coll_reduce3_fn(dtype, op);
+    s.with = with;
+    s.with_last = data_first;
     return s;
 }
 

@@ -430,6 +430,43 @@ static void t_bcast_mismatch(tide_comm_t *comm)
     free(buf);
 }
 
+/* Min and max where ranks hold NaNs and zeros of both signs: every rank
+ * must end with the same bits (an algorithm that lets two ranks combine
+ * the same values in different orders would not). */
+static void t_agree(tide_comm_t *comm)
+{
+    enum { N = 64 };
+    static const tide_dtype_t dts[] = {TIDE_FLOAT32, TIDE_FLOAT16};
+    for (size_t d = 0; d < 2; d++)
+        for (int op = TIDE_MIN; op <= TIDE_MAX; op++)
+            for (int in_place = 0; in_place < 2; in_place++) {
+                size_t es = tide_dtype_size(dts[d]);
+                unsigned char in[N * 4], out[N * 4], *all = malloc((size_t)nranks * N * 4);
+                for (size_t i = 0; i < N; i++) {
+                    float v = (float)rank;
+                    if (i % 4 == 0 && (int)(i / 4) % nranks == rank)
+                        v = NAN;
+                    else if (i % 4 == 1)
+                        v = rank % 2 ? -0.0f : 0.0f;
+                    else if (i % 4 == 2)
+                        v = rank % 2 ? -NAN : NAN;
+                    store(dts[d], in, i, v);
+                }
+                if (in_place)
+                    memcpy(out, in, N * es);
+                CHECK(tide_allreduce(in_place ? out : in, out, N, dts[d], (tide_redop_t)op, comm));
+                CHECK(tide_allgather(out, all, N * es, TIDE_UINT8, comm));
+                for (int r = 1; r < nranks; r++) {
+                    checks++;
+                    if (memcmp(all, all + (size_t)r * N * es, N * es) != 0 && wrong++ < 10)
+                        fprintf(stderr, "rank %d: %s %s%s: ranks 0 and %d hold different bits\n",
+                                rank, is_float(dts[d]) && es == 4 ? "float" : "half",
+                                op == TIDE_MIN ? "min" : "max", in_place ? " in place" : "", r);
+                }
+                free(all);
+            }
+}
+
 /* -------------------------------------------- split, dup, concurrency */
 
 typedef struct thread_arg {
@@ -584,6 +621,7 @@ int main(int argc, char **argv)
     t_split_concurrent(comm);
     t_invalid(comm);
     t_bcast_mismatch(comm);
+    t_agree(comm);
     CHECK(tide_barrier(comm));
     printf("rank %d: %ld checks, %ld wrong\n", rank, checks, wrong);
     CHECK(tide_comm_destroy(comm));
