@@ -45,8 +45,13 @@ static const coll_algo_t algos[] = {
  *   (np=2 to 32 KiB, where it beat the ring by 1.2-1.4x; np=4 to 4 KiB);
  *   then Rabenseifner at np >= 3 (np=4, 8-128 KiB: 1.1-1.3x the ring) and
  *   the ring at np=2; the direct algorithm for large buffers (np=2 from
- *   256 KiB: 1.17x the ring; np=4 from 512 KiB, 1.3-1.7x from 1 MiB),
- *   which moves about 2.5 buffers per rank through memory, the ring 4.5.
+ *   2 MiB; np=4 from 1 MiB, 1.3-1.7x from 2 MiB; at 512 KiB Rabenseifner
+ *   is 1.0x out of place, 1.35x in place, 1.15x with inputs rewritten), which moves about 2.5
+ *   buffers per rank through memory, the ring 4.5. At np=2, 256 KiB-1 MiB,
+ *   the direct algorithm measures 1.05-1.2x the ring out of place with an
+ *   input left unchanged between calls (a peer reads it from its own
+ *   cache), but 0.65-0.7x in place and no faster with the input rewritten
+ *   before each call (tide_perf -W 1), as applications do: the ring.
  * - allreduce over the engine (TCP, RDMA): recursive doubling to 64 KiB;
  *   then Rabenseifner (2 log2 n steps, the ring's bytes), except for large
  *   buffers on rank counts that are not a power of two, where its fold
@@ -80,9 +85,10 @@ typedef struct rule {
 #define MiB (1024 * 1024)
 static const rule_t table[] = {
     {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 64 * KiB, "rd"},
-    {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 256 * KiB, "ring"},
+    {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 2 * MiB, "ring"},
     {COLL_ALLREDUCE, ON_DIRECT, 3, 0, false, 8 * KiB, "rd"},
-    {COLL_ALLREDUCE, ON_DIRECT, 3, 0, false, 512 * KiB, "rabenseifner"},
+    {COLL_ALLREDUCE, ON_DIRECT, 3, 4, false, 1 * MiB, "rabenseifner"},
+    {COLL_ALLREDUCE, ON_DIRECT, 5, 0, false, 512 * KiB, "rabenseifner"},
     {COLL_ALLREDUCE, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_ALLREDUCE, ON_SHM, 0, 0, false, 16 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_SHM, 3, 0, false, 512 * KiB, "rabenseifner"},
