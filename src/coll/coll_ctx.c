@@ -63,17 +63,17 @@ static int64_t step_take(coll_ctx_t *c, const coll_pipe_ops_t *p, coll_step_t *s
         n -= n % s->esize; /* whole elements only */
     if (n == 0)
         return 0;
-    char *dst = s->buf + s->done;
-    if (discard)
-        ;
-    else if (s->with && s->with_last)
-        s->fn3(dst, src, s->with + s->done, n / s->esize);
-    else if (s->with)
-        s->fn3(dst, s->with + s->done, src, n / s->esize);
-    else if (s->fn)
-        s->fn(dst, src, n / s->esize);
-    else
-        memcpy(dst, src, n);
+    if (!discard) { /* else padding, dropped */
+        char *dst = s->buf + s->done;
+        if (s->with) {
+            const char *with = s->with + s->done;
+            s->fn3(dst, s->with_last ? src : with, s->with_last ? with : src, n / s->esize);
+        } else if (s->fn) {
+            s->fn(dst, src, n / s->esize);
+        } else {
+            memcpy(dst, src, n);
+        }
+    }
     p->consume(c, s->peer, n);
     return (int64_t)n;
 }

@@ -236,23 +236,11 @@ static inline coll_step_t coll_recv_step(int peer, void *buf, size_t len, coll_r
     return s;
 }
 
-/* A receive that combines its data with `with` into buf (buf may be
- * with): buf = with op data. */
-static inline coll_step_t coll_recv_with_step(int peer, void *buf, const void *with, size_t len,
-                                              tide_dtype_t dtype, tide_redop_t op, size_t esize)
-{
-    coll_step_t s = coll_recv_step(peer, buf, len, coll_reduce_fn(dtype, op), esize);
-    if (with != buf) {
-        s.fn3 = coll_reduce3_fn(dtype, op);
-        s.with = with;
-    }
-    return s;
-}
-
-/* The same into a buffer that is not `with`, the operands in a chosen
- * order: buf = data op with where data_first, else with op data. (Two
- * ranks combining each other's values must put them in the same order to
- * end with the same bits: min and max of a NaN, signed zeros.) */
+/* A receive that combines its data with `with` into buf in one pass:
+ * buf = data op with where data_first, else with op data. buf must not
+ * overlap with. (Two ranks combining each other's values must put them in
+ * the same order to end with the same bits: min and max of a NaN, signed
+ * zeros.) */
 static inline coll_step_t coll_recv_combine_step(int peer, void *buf, const void *with, size_t len,
                                                  tide_dtype_t dtype, tide_redop_t op, size_t esize,
                                                  bool data_first)
@@ -262,6 +250,14 @@ static inline coll_step_t coll_recv_combine_step(int peer, void *buf, const void
     s.with = with;
     s.with_last = data_first;
     return s;
+}
+
+/* The same where buf may be with (then buf op= data): buf = with op data. */
+static inline coll_step_t coll_recv_with_step(int peer, void *buf, const void *with, size_t len,
+                                              tide_dtype_t dtype, tide_redop_t op, size_t esize)
+{
+    return with == buf ? coll_recv_step(peer, buf, len, coll_reduce_fn(dtype, op), esize)
+                       : coll_recv_combine_step(peer, buf, with, len, dtype, op, esize, false);
 }
 
 /* One send and one receive at once (either peer may be -1: none). */
