@@ -64,11 +64,12 @@ tide_status_t coll_allreduce_rd(coll_ctx_t *c, const coll_op_t *op)
     }
 #undef OTHER
     if (st == TIDE_SUCCESS && r < 2 * rem) { /* hand the result back */
-        if (r % 2)
+        if (r % 2) {
             st = coll_sendrecv(c, r - 1, cur, bytes, -1, NULL, 0, NULL, es, "fold-out");
-        else
+        } else {
             st = coll_sendrecv(c, -1, NULL, 0, r + 1, buf, bytes, NULL, es, "fold-out");
-        cur = r % 2 ? cur : buf;
+            cur = buf;
+        }
     }
     if (st == TIDE_SUCCESS && cur != buf)
         memcpy(buf, cur, bytes);

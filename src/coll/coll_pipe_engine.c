@@ -174,6 +174,13 @@ static int64_t eng_push(coll_ctx_t *c, int peer, const void *buf, size_t len)
     if (rc < 0)
         return rc;
     uint64_t credit = p2p_signal_value(c->engine, peer, CHAN_CREDIT);
+    if (credit > p->sent || p->sent - credit > s->ring) {
+        tide_error("coll %s: rank %d credits %llu bytes of its pipe, but %llu were sent (ring "
+                   "%zu)",
+                   c->op_name, peer, (unsigned long long)credit, (unsigned long long)p->sent,
+                   s->ring);
+        return TIDE_ERR_PEER;
+    }
     size_t pos = p->sent % s->ring;
     size_t n = TIDE_MIN(len, s->ring - (size_t)(p->sent - credit));
     n = TIDE_MIN(n, s->ring - pos);
@@ -219,7 +226,15 @@ static int64_t eng_peek(coll_ctx_t *c, int peer, const char **data)
 {
     struct eng_state *s = c->eng;
     eng_peer_t *p = &s->peers[peer];
-    uint64_t avail = p2p_signal_value(c->engine, peer, CHAN_DATA) - p->consumed;
+    uint64_t data_at = p2p_signal_value(c->engine, peer, CHAN_DATA);
+    if (data_at < p->consumed || data_at - p->consumed > s->ring) {
+        tide_error("coll %s: rank %d says its pipe holds bytes up to %llu, but %llu were taken "
+                   "(ring %zu)",
+                   c->op_name, peer, (unsigned long long)data_at, (unsigned long long)p->consumed,
+                   s->ring);
+        return TIDE_ERR_PEER;
+    }
+    uint64_t avail = data_at - p->consumed;
     size_t pos = p->consumed % s->ring;
     *data = s->recv + (size_t)peer * s->ring + pos;
     return (int64_t)TIDE_MIN((size_t)avail, s->ring - pos);

@@ -34,7 +34,9 @@ tide_status_t coll_reduce_chain(coll_ctx_t *c, const coll_op_t *op)
         return TIDE_ERR_NOMEM;
     coll_pipeline_t p = {
         .from = &next,
-        .nfrom = v<n - 1, .to = &prev, .nto = v> 0,
+        .nfrom = (v < n - 1),
+        .to = &prev,
+        .nto = (v > 0),
         .buf = acc,
         .init = op->sbuf,
         .bytes = bytes,
