@@ -23,6 +23,10 @@
  *
  * Buffers larger than p x TIDE_CHUNK_SIZE go through in segments of that
  * size, each one a whole run of the above, so blocks stay near the cache.
+ * Out of place, the input is never copied to the output: the fold-in and
+ * the first halving step send from the input and write input + received
+ * into the output in one pass; the blocks that step sends away come back
+ * finished in the doubling.
  */
 #include <string.h>
 #include "coll_ctx.h"
@@ -32,11 +36,11 @@ tide_status_t coll_allreduce_rabenseifner(coll_ctx_t *c, const coll_op_t *op)
     int n = c->nranks, r = c->rank, p = 1;
     size_t es = op->esize;
     char *buf = op->rbuf;
-    coll_reduce_fn_t fn = coll_reduce_fn(op->dtype, op->redop);
+    const char *in = op->sbuf;
     tide_status_t st = TIDE_SUCCESS;
 
-    if (op->sbuf != op->rbuf)
-        memcpy(buf, op->sbuf, op->count * es);
+    if (n == 1 && in != buf)
+        memcpy(buf, in, op->count * es);
     while (p * 2 <= n)
         p *= 2;
     int rem = n - p;
@@ -46,29 +50,34 @@ tide_status_t coll_allreduce_rabenseifner(coll_ctx_t *c, const coll_op_t *op)
     for (size_t off = 0; off < op->count && n > 1 && st == TIDE_SUCCESS; off += seg) {
         size_t m = TIDE_MIN(seg, op->count - off);
         char *base = buf + off * es;
-#define AT(b)      (base + m * (size_t)(b) / (size_t)p * es)
-#define SPAN(a, b) ((m * (size_t)(b) / (size_t)p - m * (size_t)(a) / (size_t)p) * es)
+        const char *src = in + off * es; /* where this rank's values are: input, then output */
+#define OFS(b)     (m * (size_t)(b) / (size_t)p * es)
+#define SPAN(a, b) (OFS(b) - OFS(a))
         if (r < 2 * rem) {
-            if (vr < 0)
-                st = coll_sendrecv(c, r + 1, base, m * es, -1, NULL, 0, NULL, es, "fold-in");
-            else
-                st = coll_sendrecv(c, -1, NULL, 0, r - 1, base, m * es, fn, es, "fold-in");
+            coll_step_t s =
+                vr < 0 ? coll_send_step(r + 1, src, m * es)
+                       : coll_recv_with_step(r - 1, base, src, m * es, op->dtype, op->redop, es);
+            st = coll_xfer(c, &s, 1, "fold-in");
+            src = base;
         }
         int lo = 0, hi = p;
         for (int d = p / 2; vr >= 0 && d >= 1 && st == TIDE_SUCCESS; d /= 2) {
             int partner = REAL(vr ^ d), mid = lo + d;
             int klo = vr & d ? mid : lo, khi = vr & d ? hi : mid;
             int slo = vr & d ? lo : mid, shi = vr & d ? mid : hi;
-            st = coll_sendrecv(c, partner, AT(slo), SPAN(slo, shi), partner, AT(klo),
-                               SPAN(klo, khi), fn, es, "reduce-scatter (halving) step");
+            coll_step_t s[2] = {coll_send_step(partner, src + OFS(slo), SPAN(slo, shi)),
+                                coll_recv_with_step(partner, base + OFS(klo), src + OFS(klo),
+                                                    SPAN(klo, khi), op->dtype, op->redop, es)};
+            st = coll_xfer(c, s, 2, "reduce-scatter (halving) step");
+            src = base;
             lo = klo;
             hi = khi;
         }
         for (int d = 1; vr >= 0 && d < p && st == TIDE_SUCCESS; d *= 2) {
             int partner = REAL(vr ^ d);
             int plo = vr & d ? lo - d : hi, phi = plo + d;
-            st = coll_sendrecv(c, partner, AT(lo), SPAN(lo, hi), partner, AT(plo), SPAN(plo, phi),
-                               NULL, es, "allgather (doubling) step");
+            st = coll_sendrecv(c, partner, base + OFS(lo), SPAN(lo, hi), partner, base + OFS(plo),
+                               SPAN(plo, phi), NULL, es, "allgather (doubling) step");
             lo = TIDE_MIN(lo, plo);
             hi = TIDE_MAX(hi, phi);
         }
@@ -78,7 +87,7 @@ tide_status_t coll_allreduce_rabenseifner(coll_ctx_t *c, const coll_op_t *op)
             else
                 st = coll_sendrecv(c, -1, NULL, 0, r + 1, base, m * es, NULL, es, "fold-out");
         }
-#undef AT
+#undef OFS
 #undef SPAN
     }
 #undef REAL

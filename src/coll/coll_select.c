@@ -44,10 +44,13 @@ static const coll_algo_t algos[] = {
  * - allreduce, all local with CMA: recursive doubling while latency rules
  *   (np=2 to 32 KiB, where it beat the ring by 1.2-1.4x; np=4 to 4 KiB);
  *   then Rabenseifner at np >= 3 (np=4, 8-128 KiB: 1.1-1.3x the ring) and
- *   the ring at np=2; the direct algorithm for large buffers (np=2 from
- *   2 MiB; np=4 from 1 MiB, 1.3-1.7x from 2 MiB; at 512 KiB Rabenseifner
- *   is 1.0x out of place, 1.35x in place, 1.15x with inputs rewritten), which moves about 2.5
- *   buffers per rank through memory, the ring 4.5. At np=2, 256 KiB-1 MiB,
+ *   the ring at np=2; the direct algorithm for large buffers, which moves
+ *   about 2.5 buffers per rank through memory, the ring 4.5: np=2 from
+ *   2 MiB; np=3-4 from 2 MiB (Rabenseifner, which copies no input, at
+ *   np=4: 1.1x out of place, 1.3x in place, 1.1x with inputs rewritten at
+ *   1 MiB; even at 2 MiB; np=3 at 1 MiB: 0.93x, 1.13x in place); np >= 5
+ *   from 1 MiB (Rabenseifner at 512 KiB: np=5 1.06x, 1.25x in place;
+ *   np=8 1.06x, 1.2x; mixed at 1 MiB). At np=2, 256 KiB-1 MiB,
  *   the direct algorithm measures 1.05-1.2x the ring out of place with an
  *   input left unchanged between calls (a peer reads it from its own
  *   cache), but 0.65-0.7x in place and no faster with the input rewritten
@@ -87,8 +90,8 @@ static const rule_t table[] = {
     {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 64 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 2 * MiB, "ring"},
     {COLL_ALLREDUCE, ON_DIRECT, 3, 0, false, 8 * KiB, "rd"},
-    {COLL_ALLREDUCE, ON_DIRECT, 3, 4, false, 1 * MiB, "rabenseifner"},
-    {COLL_ALLREDUCE, ON_DIRECT, 5, 0, false, 512 * KiB, "rabenseifner"},
+    {COLL_ALLREDUCE, ON_DIRECT, 3, 4, false, 2 * MiB, "rabenseifner"},
+    {COLL_ALLREDUCE, ON_DIRECT, 5, 0, false, 1 * MiB, "rabenseifner"},
     {COLL_ALLREDUCE, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_ALLREDUCE, ON_SHM, 0, 0, false, 16 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_SHM, 3, 0, false, 512 * KiB, "rabenseifner"},

@@ -255,14 +255,18 @@ static void t_reduce_scatter(tide_comm_t *comm, size_t count)
     for (int di = 0; di < 3; di++) {
         tide_dtype_t d = dts[di];
         size_t es = tide_dtype_size(d), total = count * (size_t)nranks;
-        for (int op = 0; op < TIDE_REDOP_COUNT; op++) {
+        /* out of place; in place (recvbuf == sendbuf); recvbuf at this
+         * rank's own block of sendbuf */
+        for (int op = 0; op < TIDE_REDOP_COUNT * 3; op++) {
+            int where = op / TIDE_REDOP_COUNT;
+            tide_redop_t ro = (tide_redop_t)(op % TIDE_REDOP_COUNT);
             char *s = malloc(total * es + 16), *r = malloc(count * es + 16);
-            fill(d, (tide_redop_t)op, s, total, rank);
-            CHECK(tide_reduce_scatter(s, r, count, d, (tide_redop_t)op, comm));
+            char *out = where == 0 ? r : where == 1 ? s : s + (size_t)rank * count * es;
+            fill(d, ro, s, total, rank);
+            CHECK(tide_reduce_scatter(s, out, count, d, ro, comm));
             for (size_t i = 0; i < count; i++)
-                expect_eq(d, (tide_redop_t)op, load(d, r, i),
-                          expect_reduced(d, (tide_redop_t)op, (size_t)rank * count + i),
-                          "reduce_scatter", i);
+                expect_eq(d, ro, load(d, out, i), expect_reduced(d, ro, (size_t)rank * count + i),
+                          where == 0 ? "reduce_scatter" : "reduce_scatter in place", i);
             free(s);
             free(r);
         }
