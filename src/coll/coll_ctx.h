@@ -152,6 +152,7 @@ struct coll_ctx {
     pthread_t worker;
     bool worker_started;
     uint64_t nops;
+    uint64_t board_seq; /* values posted on the board */
 };
 
 /* Create the context for comm (collective: the first collective call of
@@ -265,6 +266,17 @@ tide_status_t coll_sendrecv(coll_ctx_t *c, int to, const void *sbuf, size_t slen
                             void *rbuf, size_t rlen, coll_reduce_fn_t fn, size_t esize,
                             const char *what);
 
+/* The board (coll_pipe_shm.c): a small value per rank in its shared
+ * inbox, which every local peer reads in place. coll_board_ok: every peer
+ * is local (shm pipes). coll_board_exchange shows len <= COLL_BOARD_BYTES
+ * bytes of data to every rank and waits until every rank has shown its
+ * own: vals[p] then points at rank p's (this rank's included), valid
+ * until this rank's next exchange; TIDE_ERR_INVALID where a rank's length
+ * differs. Every rank of the communicator takes part in every exchange. */
+#define COLL_BOARD_BYTES 2048
+bool coll_board_ok(coll_ctx_t *c);
+tide_status_t coll_board_exchange(coll_ctx_t *c, const void *data, size_t len, const char **vals);
+
 /* Pipe setup (coll_pipe_shm.c, coll_pipe_engine.c) */
 tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store);
 void coll_shm_teardown(coll_ctx_t *c);
@@ -278,6 +290,7 @@ void coll_engine_teardown(coll_ctx_t *c);
 /* Algorithms (one per file) and selection (coll_select.c) */
 tide_status_t coll_allreduce_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allreduce_rd(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_allreduce_oneshot(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allreduce_direct(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_bcast_direct(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allgather_direct(coll_ctx_t *c, const coll_op_t *op);
@@ -323,6 +336,7 @@ tide_status_t coll_reduce_tree(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_reduce_chain(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_alltoall_pairwise(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_barrier_dissemination(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_barrier_board(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_sendrecv_p2p(coll_ctx_t *c, const coll_op_t *op);
 
 typedef struct coll_algo {

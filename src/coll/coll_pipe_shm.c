@@ -12,6 +12,14 @@
  * advances `head` (after consuming). Either side then rings the other's
  * doorbell, a futex word a waiting rank sleeps on, if that rank announced
  * that it may sleep (coll_idle).
+ *
+ * Between the header and the ring headers lies the owner's board: two
+ * slots, each a sequence number, a length and up to COLL_BOARD_BYTES of
+ * data, which the owner alone writes and every local peer reads
+ * (coll_board_exchange). Slot seq % 2 holds value `seq`: the
+ * owner posts seq + 2 only after it has read every peer's seq + 1, which
+ * each peer posts only after it has read the owner's seq, so a slot is
+ * never overwritten while it is still read.
  */
 #define TIDE_LOG_THIS TIDE_SUBSYS_COLL
 #include <errno.h>
@@ -43,6 +51,13 @@ typedef struct inbox_hdr {
     uint64_t claim; /* the direct broadcast's chunk counter (coll_shm_claim) */
     char pad2[CACHELINE - 8];
 } inbox_hdr_t;
+
+typedef struct board_slot {
+    uint64_t seq; /* the value's sequence number: written last */
+    uint64_t bytes;
+    char data[COLL_BOARD_BYTES];
+} board_slot_t;
+#define BOARD_SIZE (2 * ((sizeof(board_slot_t) + CACHELINE - 1) & ~(size_t)(CACHELINE - 1)))
 
 typedef struct ring_hdr {
     uint64_t tail; /* written by the sender */
@@ -82,14 +97,20 @@ static inbox_hdr_t *hdr_of(char *base)
     return (inbox_hdr_t *)(void *)base;
 }
 
+static board_slot_t *board_slot(char *base, uint64_t seq)
+{
+    return (board_slot_t *)(void *)(base + sizeof(inbox_hdr_t) + (seq % 2) * (BOARD_SIZE / 2));
+}
+
 static ring_hdr_t *ring_hdr(char *base, int slot)
 {
-    return (ring_hdr_t *)(void *)(base + sizeof(inbox_hdr_t) + (size_t)slot * sizeof(ring_hdr_t));
+    return (ring_hdr_t *)(void *)(base + sizeof(inbox_hdr_t) + BOARD_SIZE +
+                                  (size_t)slot * sizeof(ring_hdr_t));
 }
 
 static char *ring_data(struct shm_state *s, char *base, int slot)
 {
-    return base + sizeof(inbox_hdr_t) + (size_t)s->nslots * sizeof(ring_hdr_t) +
+    return base + sizeof(inbox_hdr_t) + BOARD_SIZE + (size_t)s->nslots * sizeof(ring_hdr_t) +
            (size_t)slot * s->ring;
 }
 
@@ -151,6 +172,92 @@ static void shm_pulled(coll_ctx_t *c, int peer)
 {
     (void)c;
     (void)peer;
+}
+
+static void board_post(coll_ctx_t *c, uint64_t seq, const void *data, size_t len)
+{
+    struct shm_state *s = c->shm;
+    board_slot_t *b = board_slot(s->inbox, seq);
+    if (len)
+        memcpy(b->data, data, len);
+    b->bytes = len;
+    __atomic_store_n(&b->seq, seq, __ATOMIC_RELEASE);
+    for (int r = 0; r < c->nranks; r++) {
+        if (r != c->rank && s->peers[r].base) {
+            inbox_hdr_t *h = hdr_of(s->peers[r].base);
+            coll_bell_ring(&h->doorbell, &h->sleeping);
+        }
+    }
+}
+
+static int64_t board_peek(coll_ctx_t *c, int rank, uint64_t seq, const char **data)
+{
+    board_slot_t *b = board_slot(c->shm->peers[rank].base, seq);
+    uint64_t at = __atomic_load_n(&b->seq, __ATOMIC_ACQUIRE);
+    if (at + 2 == seq || (at == 0 && seq < 2))
+        return 0;
+    uint64_t bytes = __atomic_load_n(&b->bytes, __ATOMIC_RELAXED);
+    if (at != seq || bytes > COLL_BOARD_BYTES) {
+        tide_error("coll %s: rank %d's board holds value %llu of %llu bytes where value %llu "
+                   "was due",
+                   c->op_name, rank, (unsigned long long)at, (unsigned long long)bytes,
+                   (unsigned long long)seq);
+        return TIDE_ERR_PEER;
+    }
+    *data = b->data;
+    return (int64_t)bytes;
+}
+
+tide_status_t coll_board_exchange(coll_ctx_t *c, const void *data, size_t len, const char **vals)
+{
+    int n = c->nranks, left = n;
+    uint64_t seq = ++c->board_seq;
+    board_post(c, seq, data, len);
+    coll_wait_t w = {0};
+    for (int p = 0; p < n; p++)
+        vals[p] = NULL;
+    for (;;) {
+        bool moved = false;
+        for (int p = 0; p < n; p++) {
+            if (vals[p])
+                continue;
+            const char *v = NULL;
+            int64_t got = board_peek(c, p, seq, &v);
+            if (got < 0 || (v && (size_t)got != len)) {
+                coll_busy(c, &w);
+                if (got < 0)
+                    return (tide_status_t)got;
+                tide_error("coll %s: rank %d shows %lld bytes, this rank %zu (counts differ)",
+                           c->op_name, p, (long long)got, len);
+                return TIDE_ERR_INVALID;
+            }
+            if (v) {
+                vals[p] = v;
+                moved = true;
+                left--;
+            }
+        }
+        if (moved || !left)
+            coll_busy(c, &w);
+        if (!left)
+            return TIDE_SUCCESS;
+        if (!moved && !coll_idle(c, &w)) {
+            for (int p = 0; p < n; p++)
+                if (!vals[p])
+                    tide_error("coll %s: rank %d did not show value %llu on its board within %d "
+                               "ms",
+                               c->op_name, p, (unsigned long long)seq, c->timeout_ms);
+            return TIDE_ERR_TIMEOUT;
+        }
+    }
+}
+
+bool coll_board_ok(coll_ctx_t *c)
+{
+    for (int r = 0; r < c->nranks; r++)
+        if (r != c->rank && c->pipe[r] != &coll_shm_pipe)
+            return false;
+    return c->shm != NULL;
 }
 
 const coll_pipe_ops_t coll_shm_pipe = {
@@ -216,7 +323,7 @@ tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
     s->ring = ((size_t)ring + CACHELINE - 1) & ~(size_t)(CACHELINE - 1);
     s->nslots = comm->local_size;
     s->my_slot = comm->local_rank;
-    s->size = sizeof(inbox_hdr_t) + (size_t)s->nslots * (sizeof(ring_hdr_t) + s->ring);
+    s->size = sizeof(inbox_hdr_t) + BOARD_SIZE + (size_t)s->nslots * (sizeof(ring_hdr_t) + s->ring);
     for (int r = 0, slot = 0; r < c->nranks; r++)
         if (strcmp(comm->peers[r].boot_id, comm->peers[c->rank].boot_id) == 0)
             s->peers[r].slot = slot++;

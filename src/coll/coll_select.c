@@ -15,6 +15,7 @@ static const coll_algo_t algos[] = {
     {"rd", COLL_ALLREDUCE, coll_allreduce_rd},
     {"rabenseifner", COLL_ALLREDUCE, coll_allreduce_rabenseifner},
     {"direct", COLL_ALLREDUCE, coll_allreduce_direct},
+    {"oneshot", COLL_ALLREDUCE, coll_allreduce_oneshot},
     {"ring", COLL_ALLGATHER, coll_allgather_ring},
     {"bruck", COLL_ALLGATHER, coll_allgather_bruck},
     {"direct", COLL_ALLGATHER, coll_allgather_direct},
@@ -26,6 +27,7 @@ static const coll_algo_t algos[] = {
     {"chain", COLL_REDUCE, coll_reduce_chain},
     {"pairwise", COLL_ALLTOALL, coll_alltoall_pairwise},
     {"dissemination", COLL_BARRIER, coll_barrier_dissemination},
+    {"board", COLL_BARRIER, coll_barrier_board},
     {"p2p", COLL_SEND, coll_sendrecv_p2p},
     {"p2p", COLL_RECV, coll_sendrecv_p2p},
 };
@@ -41,6 +43,11 @@ static const coll_algo_t algos[] = {
  * The figures behind the rows: each algorithm forced in turn, three
  * rounds interleaved, the median (tide_perf -n 200-300; docs/performance.md
  * has the commands). On this project's 2-core machine:
+ * - allreduce, all local: one-shot through the board for the smallest
+ *   buffers (np=2 below 1 KiB: 8 B in 0.26-0.29 us against recursive
+ *   doubling's 0.44-0.49, even at 1 KiB; np=3-8 to 2 KiB, the board's
+ *   size: 8 B at np=4 1.5-1.9 us against 2.4-2.6, np=8 4.3 against 8.8,
+ *   np=3 even at 2 KiB; over TCP it lost, 35 us against 25 at np=4).
  * - allreduce, all local with CMA: recursive doubling while latency rules
  *   (np=2 to 32 KiB, where it beat the ring by 1.2-1.4x; np=4 to 4 KiB);
  *   then Rabenseifner at np >= 3 (np=4, 8-128 KiB: 1.1-1.3x the ring) and
@@ -87,6 +94,8 @@ typedef struct rule {
 #define KiB 1024
 #define MiB (1024 * 1024)
 static const rule_t table[] = {
+    {COLL_ALLREDUCE, ON_DIRECT | ON_SHM, 2, 2, false, 1 * KiB, "oneshot"},
+    {COLL_ALLREDUCE, ON_DIRECT | ON_SHM, 3, 0, false, 2 * KiB + 1, "oneshot"},
     {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 64 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 2 * MiB, "ring"},
     {COLL_ALLREDUCE, ON_DIRECT, 3, 0, false, 8 * KiB, "rd"},
@@ -110,6 +119,7 @@ static const rule_t table[] = {
     {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 64 * KiB, "tree"},
     {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_BROADCAST, ON_ANY, 0, 0, false, 0, "tree"},
+    {COLL_BARRIER, ON_DIRECT | ON_SHM, 0, 0, false, 0, "board"},
 };
 #undef KiB
 #undef MiB

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include "tide.h"
 
 static int rank, nranks;
@@ -434,6 +436,57 @@ static void t_bcast_mismatch(tide_comm_t *comm)
     free(buf);
 }
 
+/* A tiny allreduce whose counts differ between ranks, where it goes over
+ * the board (all local, one-shot chosen or forced): every rank sees a
+ * peer's length differ from its own and refuses; the next allreduce works. */
+static void t_allreduce_mismatch(tide_comm_t *comm)
+{
+    const char *algo = getenv("TIDE_ALGO"), *tr = getenv("TIDE_TRANSPORTS");
+    if ((algo && strcmp(algo, "allreduce=oneshot") != 0) || (tr && !strstr(tr, "shm")) ||
+        nranks < 2)
+        return;
+    int32_t v[4] = {1, 2, 3, 4};
+    tide_status_t st = tide_allreduce(v, v, rank == 0 ? 4 : 2, TIDE_INT32, TIDE_SUM, comm);
+    checks++;
+    if (st != TIDE_ERR_INVALID && wrong++ < 10)
+        fprintf(stderr, "rank %d: allreduce with mismatched counts returned %s\n", rank,
+                tide_status_str(st));
+    int32_t one = 1;
+    CHECK(tide_allreduce(&one, &one, 1, TIDE_INT32, TIDE_SUM, comm));
+    checks++;
+    if (one != nranks && wrong++ < 10)
+        fprintf(stderr, "rank %d: allreduce after the mismatch gave %d\n", rank, (int)one);
+}
+
+/* No rank leaves a barrier before every rank has entered it: in turn, one
+ * rank dawdles, then leaves a mark in the file system (the ranks share a
+ * host and a launcher) and enters; every rank must see the mark after the
+ * barrier. */
+static void t_barrier_order(tide_comm_t *comm)
+{
+    char path[96];
+    for (int k = 0; k < 4 && k < nranks; k++) {
+        int late = (k * 3) % nranks;
+        snprintf(path, sizeof(path), "/tmp/tide-mp-coll-%d-barrier-%d", (int)getppid(), k);
+        if (rank == late) {
+            nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+            FILE *f = fopen(path, "w");
+            if (f)
+                fclose(f);
+        }
+        CHECK(tide_barrier(comm));
+        FILE *f = fopen(path, "r");
+        checks++;
+        if (!f && wrong++ < 10)
+            fprintf(stderr, "rank %d: left barrier %d before rank %d entered it\n", rank, k, late);
+        if (f)
+            fclose(f);
+        CHECK(tide_barrier(comm)); /* everyone looked */
+        if (rank == late)
+            remove(path);
+    }
+}
+
 /* Min and max where ranks hold NaNs and zeros of both signs: every rank
  * must end with the same bits (an algorithm that lets two ranks combine
  * the same values in different orders would not). */
@@ -625,6 +678,8 @@ int main(int argc, char **argv)
     t_split_concurrent(comm);
     t_invalid(comm);
     t_bcast_mismatch(comm);
+    t_allreduce_mismatch(comm);
+    t_barrier_order(comm);
     t_agree(comm);
     CHECK(tide_barrier(comm));
     printf("rank %d: %ld checks, %ld wrong\n", rank, checks, wrong);

@@ -55,7 +55,7 @@ static void test_tiny_chunks_and_pipes(void **state)
 static void test_forced_algorithms(void **state)
 {
     (void)state;
-    matrix("6", "quick", "TIDE_ALGO=allreduce=rd", NULL, NULL);
+    matrix("6", "quick", "TIDE_ALGO=allreduce=rd,barrier=dissemination", NULL, NULL);
     matrix("7", "quick", "TIDE_ALGO=allreduce=ring", NULL, NULL);
     matrix("4", "full", "TIDE_ALGO=allreduce=direct", NULL, NULL);
     matrix("5", "quick", "TIDE_ALGO=allreduce=direct", NULL, NULL);
@@ -72,6 +72,10 @@ static void test_forced_algorithms(void **state)
     matrix("7", "quick", fresh, "TIDE_CHUNK_SIZE=100", "TIDE_PIPELINE_DEPTH=1");
     matrix("3", "quick", "TIDE_ALGO=broadcast=tree,reduce=tree", "TIDE_CHUNK_SIZE=64",
            "TIDE_TRANSPORTS=tcp");
+    /* one-shot at every size: through the board (many rounds where large),
+     * and through the pipes over TCP */
+    matrix("5", "full", "TIDE_ALGO=allreduce=oneshot", NULL, NULL);
+    matrix("4", "quick", "TIDE_ALGO=allreduce=oneshot,barrier=board", "TIDE_TRANSPORTS=tcp", NULL);
 }
 
 static void test_unknown_algorithm_refused(void **state)
