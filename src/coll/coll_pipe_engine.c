@@ -31,7 +31,11 @@
 #define CHAN_DATA   1
 #define CHAN_CREDIT 2
 
-#define INFLIGHT_MAX 8            /* write batches in flight to a peer, signals in band */
+/* Write batches in flight to a peer (signals in band): more than the
+ * transport's lazy ACK count (32 over TCP), so that a stream of small
+ * messages never waits for an ACK (8 and 8: 6.5 us per 8-byte allreduce
+ * at np=2 over TCP; 48 and 32: 5.4-5.9). */
+#define INFLIGHT_MAX 48
 #define LAZY_ACK_MAX (16 * 1024)  /* batches up to this size are acknowledged lazily */
 #define ZC_MIN       (128 * 1024) /* TCP-only peers: messages from this size go unstaged */
 #define ZC_PIECE_MIN (4 * 1024)   /* ... in writes of at least this (less: staged) */

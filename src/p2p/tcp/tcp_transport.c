@@ -68,7 +68,7 @@
 #define RECONNECT_MS    500
 #define FRAMES_PER_WAKE 4096
 #define LEND_MS         1            /* progress lent to a polling thread comes back after this */
-#define LAZY_ACK_FRAMES 8            /* lazily acked frames answered at once from this many */
+#define LAZY_ACK_FRAMES 32           /* lazily acked frames answered at once from this many */
 #define LAZY_ACK_NS     (100 * 1000) /* ... or once the oldest waited this long */
 
 typedef struct tcp_out {
