@@ -3,7 +3,7 @@
 # count; shared memory (default) or TCP only (--tcp). Prints each side's
 # out-of-place busbw and 8-byte latency, and Tide's ratio per size.
 #
-#   perf/compare.sh [--tcp] [-np N] [-c allreduce|allgather|broadcast] [-e MAX] [-r REPEATS] [-n ITERS] [-W]
+#   perf/compare.sh [--tcp] [-np N] [-c allreduce|allgather|broadcast|barrier] [-e MAX] [-r REPEATS] [-n ITERS] [-W]
 #
 # -W: both sides rewrite their input before every iteration and time only
 # the collective calls (tide_perf -W 1), as an application computing its
@@ -57,6 +57,6 @@ for f in tide mpi; do
       for(i=1;i<=m;i++) z[i]=b[i]; for(i=1;i<=m;i++) for(j=i+1;j<=m;j++) if (z[j]<z[i]) {y=z[i];z[i]=z[j];z[j]=y}; \
       print a[1], x[int((k+1)/2)], z[int((m+1)/2)]}' | sort -n > "$out/$f.med"
 done
-join "$out/tide.med" "$out/mpi.med" | awk '{r = $4 > 0 ? $2 / $4 : 0; \
-  if ($1 == 8) printf "  %10s %10s %10s %7s   latency: tide %s us, openmpi %s us\n", $1, $2, $4, sprintf("%.2f", r), $3, $5; \
+join "$out/tide.med" "$out/mpi.med" | awk -v coll="$coll" '{r = $4 > 0 ? $2 / $4 : 0; \
+  if ($1 == 8 || coll == "barrier") printf "  %10s %10s %10s %7s   latency: tide %s us, openmpi %s us\n", $1, $2, $4, sprintf("%.2f", r), $3, $5; \
   else printf "  %10s %10s %10s %7.2f\n", $1, $2, $4, r}'

@@ -1,12 +1,13 @@
 /*
  * The peer users would otherwise pick, measured the way tide_perf measures
- * Tide: MPI_Allreduce / MPI_Allgather / MPI_Bcast (float, sum), same sizes,
+ * Tide: MPI_Allreduce / MPI_Allgather / MPI_Bcast (float, sum) / MPI_Barrier
+ * (one row, size 0), same sizes,
  * same columns (out-of-place only), the slowest rank's average time.
  * -W 1 rewrites the input before every iteration and times only the
  * collective calls, as tide_perf -W 1 does.
  *
- *   mpirun -np N mpi_coll_bench allreduce|allgather|broadcast [-b MIN] [-e MAX] [-f F] [-n I] [-w
- * W] [-W 0|1]
+ *   mpirun -np N mpi_coll_bench allreduce|allgather|broadcast|barrier [-b MIN] [-e MAX] [-f F]
+ *          [-n I] [-w W] [-W 0|1]
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -49,13 +50,16 @@ int main(int argc, char **argv)
             rewrite = atoi(optarg);
     }
     int ag = strcmp(kind, "allgather") == 0, bc = strcmp(kind, "broadcast") == 0;
+    int bar = strcmp(kind, "barrier") == 0;
+    if (bar)
+        min = max = 1;
     double f = ag ? (double)(n - 1) / n : bc ? 1.0 : 2.0 * (n - 1) / n;
     float *s = calloc(max / 4 + 16, 4), *r = calloc(max / 4 + 16, 4);
     if (rank == 0)
         printf("# mpi_coll_bench %s: %d ranks, float, %d iterations (%d warmup)\n", kind, n, iters,
                warmup);
     for (size_t size = min; size <= max; size *= factor) {
-        size_t count = size / 4 / (ag ? (size_t)n : 1);
+        size_t count = bar ? 0 : size / 4 / (ag ? (size_t)n : 1);
         size_t bytes = count * 4 * (ag ? (size_t)n : 1);
         double t0 = 0, busy = 0, t1 = 0;
         for (int it = 0; it < warmup + iters; it++) {
@@ -67,7 +71,9 @@ int main(int argc, char **argv)
                 memset(bc ? (void *)r : (void *)s, it & 0x3f, bc ? bytes : ag ? count * 4 : bytes);
                 t1 = MPI_Wtime();
             }
-            if (ag)
+            if (bar)
+                MPI_Barrier(MPI_COMM_WORLD);
+            else if (ag)
                 MPI_Allgather(s, (int)count, MPI_FLOAT, r, (int)count, MPI_FLOAT, MPI_COMM_WORLD);
             else if (bc)
                 MPI_Bcast(r, (int)count, MPI_FLOAT, 0, MPI_COMM_WORLD);
@@ -81,7 +87,7 @@ int main(int argc, char **argv)
         double alg = bytes / tmax / 1e9;
         if (rank == 0)
             printf("  %10zu %12zu %8s %6s %5d   %9.2f %7.3f %7.3f %6d\n", bytes, count, "float",
-                   bc || ag ? "none" : "sum", bc ? 0 : -1, tmax * 1e6, alg, alg * f, 0);
+                   bc || ag || bar ? "none" : "sum", bc ? 0 : -1, tmax * 1e6, alg, alg * f, 0);
     }
     free(s);
     free(r);

@@ -5,6 +5,7 @@
  *   tiderun -n N tide_perf allreduce|allgather|broadcast|reduce_scatter|reduce|alltoall
  *           [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-c 0|1] [-d DTYPE]
  *           [-o OP] [-r ROOT] [-W 0|1]
+ *   tiderun -n N tide_perf barrier [-n ITERS] [-w WARMUP]   (one row: size 0)
  *
  * Collectives follow the nccl-tests conventions: size is the bytes of the
  * largest buffer (allgather: the output; reduce_scatter: the input;
@@ -414,7 +415,8 @@ typedef enum {
     K_BROADCAST,
     K_REDUCE_SCATTER,
     K_REDUCE,
-    K_ALLTOALL
+    K_ALLTOALL,
+    K_BARRIER /* one row: the time per barrier */
 } kind_t;
 
 static const struct {
@@ -424,6 +426,7 @@ static const struct {
     [K_ALLREDUCE] = {"allreduce", NULL}, [K_ALLGATHER] = {"allgather", NULL},
     [K_BROADCAST] = {"broadcast", NULL}, [K_REDUCE_SCATTER] = {"reduce_scatter", NULL},
     [K_REDUCE] = {"reduce", NULL},       [K_ALLTOALL] = {"alltoall", NULL},
+    [K_BARRIER] = {"barrier", NULL},
 };
 
 static double bus_factor(kind_t k, int n)
@@ -467,6 +470,8 @@ static tide_status_t run_coll(kind_t k, const void *s, void *r, size_t count, ti
         return tide_reduce_scatter(s, r, count, dt, op, comm);
     case K_REDUCE:
         return tide_reduce(s, r, count, dt, op, root, comm);
+    case K_BARRIER:
+        return tide_barrier(comm);
     default:
         return tide_alltoall(s, r, count, dt, comm);
     }
@@ -564,6 +569,8 @@ static int perf_coll(kind_t k, int argc, char **argv)
         fprintf(stderr, "tide_perf: bad arguments\n");
         return 2;
     }
+    if (k == K_BARRIER)
+        min = max = 1;
     tide_comm_t *comm;
     CHECK(tide_comm_init(&comm, NULL));
     CHECK(tide_comm_rank(comm, &rank));
@@ -596,7 +603,7 @@ static int perf_coll(kind_t k, int argc, char **argv)
     int bw_n = 0;
     for (size_t size = min; size <= max; size *= factor) {
         /* count: elements of the (per-rank) buffer the API takes */
-        size_t count = size / es / (per_rank ? (size_t)n : 1);
+        size_t count = k == K_BARRIER ? 0 : size / es / (per_rank ? (size_t)n : 1);
         size_t bytes = count * es * (per_rank ? (size_t)n : 1);
         double t[2];
         double wrong[2] = {0, 0};
@@ -666,6 +673,6 @@ int main(int argc, char **argv)
         if (strcmp(argv[1], kinds[k].name) == 0)
             return perf_coll((kind_t)k, argc - 1, argv + 1);
     fprintf(stderr, "usage: tide_perf p2p|allreduce|allgather|broadcast|reduce_scatter|reduce|"
-                    "alltoall [options]\n");
+                    "alltoall|barrier [options]\n");
     return 2;
 }
