@@ -11,11 +11,8 @@
 
 tide_status_t coll_barrier_board(coll_ctx_t *c, const coll_op_t *op)
 {
-    const char *stack[16], **vals = stack;
-    (void)op;
     if (!coll_board_ok(c)) /* forced where a peer is not local */
         return coll_barrier_dissemination(c, op);
-    if (c->nranks > 16 && !(vals = coll_scratch(c, (size_t)c->nranks * sizeof(*vals))))
-        return TIDE_ERR_NOMEM;
-    return coll_board_exchange(c, NULL, 0, vals);
+    const char **vals = coll_scratch(c, (size_t)c->nranks * sizeof(*vals));
+    return vals ? coll_board_exchange(c, NULL, 0, vals) : TIDE_ERR_NOMEM;
 }
