@@ -628,7 +628,7 @@ static int perf_coll(kind_t k, int argc, char **argv)
                     for (size_t i = 0; i < in_elems; i++)
                         ((float *)in)[i] = (float)((rank + 1) * (int)(i % 7 + 1));
                 }
-                if (rewrite) {
+                if (rewrite && it < warmup + iters) { /* not over the check's input */
                     memset(in, it & 0x3f, in_elems * es);
                     double t0 = now_s();
                     CHECK(run_coll(k, in, out, count, dt, op, root, comm));

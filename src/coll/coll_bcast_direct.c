@@ -52,11 +52,7 @@ static size_t chunk_size(size_t bytes)
 static tide_status_t root_side(coll_ctx_t *c, const coll_op_t *op, size_t bytes)
 {
     int n = c->nranks, r = c->rank;
-    const void *src = op->sbuf;
-    if (op->sbuf != op->rbuf)
-        memcpy(op->rbuf, op->sbuf, bytes);
-    else
-        src = op->rbuf;
+    const void *src = op->sbuf == op->rbuf ? op->rbuf : op->sbuf;
     size_t chunk = chunk_size(bytes);
     uint64_t nchunks = (bytes + chunk - 1) / chunk;
     card_t mine = {(uint64_t)(uintptr_t)src, bytes}, *out = calloc((size_t)n, sizeof(*out));
@@ -80,6 +76,11 @@ static tide_status_t root_side(coll_ctx_t *c, const coll_op_t *op, size_t bytes)
     }
     if ((st = coll_xfer(c, steps, k, "addresses")) != TIDE_SUCCESS)
         goto out;
+    /* Our own copy (out of place) only now, while the readers already
+     * read: before the addresses went out, it delayed every reader by the
+     * whole copy. */
+    if (op->sbuf != op->rbuf)
+        memcpy(op->rbuf, op->sbuf, bytes);
     /* Help: a chunk of each reader in turn, until every counter is spent. */
     char *open = flags + n;
     int left = 0;
