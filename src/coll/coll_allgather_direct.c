@@ -1,12 +1,14 @@
 /*
  * Direct allgather, for ranks that all share one host and may read each
- * other's memory: every rank tells every other where its block is, reads
- * each peer's block straight into its place in the output, and says when
+ * other's memory: every rank tells every other where its input block is,
+ * reads each peer's block straight into its place in the output, copies
+ * its own (out of place) only then, while its peers read, and says when
  * it is done, so that no rank returns (and lets its caller change its
  * block) while another still reads it.
  *
- *   all:  address of my block -> every peer
+ *   all:  address of my input block -> every peer
  *   all:  out[p] <- block of p, for every peer p   (process_vm_readv)
+ *   all:  out[me] <- my block                      (out of place)
  *   all:  "done" -> every peer
  *
  * One copy per block per rank; the ring makes two per hop through pipes.
@@ -25,15 +27,15 @@ tide_status_t coll_allgather_direct(coll_ctx_t *c, const coll_op_t *op)
 
     if (n > 64)
         return coll_allgather_ring(c, op);
-    if (op->sbuf != out + (size_t)r * block)
-        memcpy(out + (size_t)r * block, op->sbuf, block);
-    uint64_t mine = (uint64_t)(uintptr_t)(out + (size_t)r * block);
+    uint64_t mine = (uint64_t)(uintptr_t)op->sbuf;
     if ((st = coll_direct_exchange(c, &mine, addrs, sizeof(mine), "addresses")) != TIDE_SUCCESS)
         return st;
     for (int k = 1; k < n && st == TIDE_SUCCESS; k++) {
         int p = (r + k) % n; /* staggered: ranks do not all read the same peer at once */
         st = coll_direct_read(c, p, out + (size_t)p * block, addrs[p], block);
     }
+    if (op->sbuf != out + (size_t)r * block)
+        memcpy(out + (size_t)r * block, op->sbuf, block);
     tide_status_t st2 = coll_direct_exchange(c, &token, tokens, 1, "reads done");
     return st != TIDE_SUCCESS ? st : st2;
 }
