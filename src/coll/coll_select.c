@@ -70,11 +70,18 @@ static const coll_algo_t algos[] = {
  *   np >= 3 (np=4, 16-64 KiB blocks: 1.3x the ring), up to 512 KiB where
  *   peers cannot be read directly; direct reads above (np=4, 128 KiB
  *   blocks: 1.15x Bruck, four interleaved rounds of full sweeps).
- * - broadcast: the binomial tree, streamed in chunks, below 64 KiB (np=2:
- *   below 1 MiB, where the two are even); above, the direct broadcast,
- *   whose root copies alongside the readers (two interleaved rounds, np=4:
- *   1.7-2x the tree at 256 KiB-4 MiB, even at 64 KiB; np=8: 1.3-2.4x from
- *   64 KiB; np=3: 1.2-2x from 256 KiB). The pipelined
+ * - broadcast: the binomial tree, streamed in chunks, below 2 MiB at np=2,
+ *   512 KiB at np=3-4 and 64 KiB at np >= 5; above, the direct broadcast,
+ *   whose root copies alongside the readers. Measured with the root's
+ *   input rewritten before every call (tide_perf -W 1), as applications
+ *   do, two rounds: np=2 tree 11.5-14.7 GB/s at 64 KiB-1 MiB against
+ *   direct 4.9-14.8, direct 11.5-11.7 against 8.1-8.7 from 2 MiB; np=4
+ *   tree 4.9-5.3 against 2.5-4.8 at 64-256 KiB, even at 512 KiB, direct
+ *   4.0-4.2 against 3.0-3.2 from 1 MiB; np=3 alike; np=8 direct 1.3-1.4x
+ *   from 64 KiB. With an input left unchanged between calls the direct
+ *   readers find the root's lines clean in their own caches and lead from
+ *   64 KiB (np=2 1.3-2x, np=4 from 128 KiB), which is not what a program
+ *   broadcasting new data sees. The pipelined
  *   chain is not chosen: on this machine (every hop a memory copy on the
  *   same 2 cores) it never beat the tree, shm or TCP, np 3-8; it is for
  *   links that are the bottleneck, selected with
@@ -115,7 +122,8 @@ static const rule_t table[] = {
     {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_ALLGATHER, ON_NET, 3, 0, false, 0, "bruck"},
     {COLL_ALLGATHER, ON_ANY, 0, 0, false, 0, "ring"},
-    {COLL_BROADCAST, ON_DIRECT, 2, 2, false, 1 * MiB, "tree"},
+    {COLL_BROADCAST, ON_DIRECT, 2, 2, false, 2 * MiB, "tree"},
+    {COLL_BROADCAST, ON_DIRECT, 3, 4, false, 512 * KiB, "tree"},
     {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 64 * KiB, "tree"},
     {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_BROADCAST, ON_ANY, 0, 0, false, 0, "tree"},
