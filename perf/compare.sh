@@ -1,7 +1,10 @@
 #!/bin/sh
 # Tide next to Open MPI in one run: the same collective, sizes and rank
 # count; shared memory (default) or TCP only (--tcp). Prints each side's
-# out-of-place busbw and 8-byte latency, and Tide's ratio per size.
+# out-of-place busbw and 8-byte latency, and Tide's ratio per size. For
+# broadcast, Tide's in-place figure: MPI_Bcast has one buffer, and Tide's
+# out-of-place root copies its input to its output besides (tide_perf
+# prints both).
 #
 #   perf/compare.sh [--tcp] [-np N] [-c allreduce|allgather|broadcast|barrier] [-e MAX] [-r REPEATS] [-n ITERS] [-W]
 #
@@ -45,11 +48,16 @@ for i in $(seq "$reps"); do
       build/mpi_coll_bench "$coll" -e "$max" -n "$iters" -W $rewrite > "$out/mpi.$i"
 done
 [ $rewrite = 1 ] && label="$label, input rewritten every iteration"
-echo "# $coll, $np ranks, $label: busbw GB/s (out-of-place), median of $reps run(s) of $iters iterations; time in us at 8 B"
+# Tide's busbw column: out of place (8), or in place (12) for broadcast
+tcol=8 place="out-of-place"
+[ "$coll" = broadcast ] && tcol=12 place="Tide in place, as MPI_Bcast"
+echo "# $coll, $np ranks, $label: busbw GB/s ($place), median of $reps run(s) of $iters iterations; time in us at 8 B"
 printf "# %10s %10s %10s %7s\n" "size(B)" "tide" "openmpi" "ratio"
 # median per size of busbw (column 8) over the repeats; time (column 6) for the latency row
 for f in tide mpi; do
-  cat "$out/$f".* | awk '/^ /{print $1, $6, $8}' | sort -n -k1,1 -k3,3 |
+  col=8
+  [ $f = tide ] && col=$tcol
+  cat "$out/$f".* | awk -v c=$col '/^ /{print $1, $6, $c}' | sort -n -k1,1 -k3,3 |
     awk '{v[$1]=v[$1] " " $3; t[$1]=t[$1] " " $2} END {for (s in v) print s, v[s] "|" t[s]}' |
     awk -F'|' '{n=split($1,a," "); m=split($2,b," "); \
       asort_n=0; for(i=2;i<=n;i++) x[i-1]=a[i]; k=n-1; \
