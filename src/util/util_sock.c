@@ -179,25 +179,34 @@ out_close:
     return err;
 }
 
-tide_status_t tide_sock_connect(const tide_sockaddr_t *addr, int64_t deadline, int *fd)
+tide_status_t tide_sock_try_connect(const tide_sockaddr_t *addr, int64_t deadline, bool wait_listen,
+                                    int *fd)
 {
-    char s[TIDE_ADDR_STR_MAX];
     int err, delay_ms = 10;
 
     for (;;) {
         err = connect_once(addr, deadline, fd);
         if (err == 0)
             return TIDE_SUCCESS;
-        bool retry = err == ECONNREFUSED || err == ECONNRESET || err == ECONNABORTED ||
-                     err == EAGAIN || err == ENETUNREACH || err == EHOSTUNREACH;
+        bool retry = (err == ECONNREFUSED && wait_listen) || err == ECONNRESET ||
+                     err == ECONNABORTED || err == EAGAIN || err == ENETUNREACH ||
+                     err == EHOSTUNREACH;
         if (!retry || tide_ms_left(deadline) == 0)
             break;
         usleep((useconds_t)TIDE_MIN(delay_ms, tide_ms_left(deadline)) * 1000);
         delay_ms = TIDE_MIN(delay_ms * 2, 500);
     }
     errno = err;
-    tide_error("connect to %s: %m", tide_sock_str(addr, s, sizeof(s)));
     return err == ETIMEDOUT || tide_ms_left(deadline) == 0 ? TIDE_ERR_TIMEOUT : TIDE_ERR_IO;
+}
+
+tide_status_t tide_sock_connect(const tide_sockaddr_t *addr, int64_t deadline, int *fd)
+{
+    char s[TIDE_ADDR_STR_MAX];
+    tide_status_t st = tide_sock_try_connect(addr, deadline, true, fd);
+    if (st != TIDE_SUCCESS)
+        tide_error("connect to %s: %m", tide_sock_str(addr, s, sizeof(s)));
+    return st;
 }
 
 static tide_status_t sock_wait(int fd, short events, int64_t deadline, const char *what)

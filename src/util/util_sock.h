@@ -6,6 +6,7 @@
 #ifndef TIDE_UTIL_SOCK_H
 #define TIDE_UTIL_SOCK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include "tide.h"
@@ -34,8 +35,14 @@ uint16_t tide_sock_port(const tide_sockaddr_t *addr);
 tide_status_t tide_sock_listen(tide_sockaddr_t *addr, int backlog, int *fd);
 
 /* Connect, retrying while nothing listens yet (ECONNREFUSED and friends)
- * until deadline. The socket is blocking, close-on-exec, TCP_NODELAY. */
+ * until deadline. The socket is blocking, close-on-exec, TCP_NODELAY.
+ * A failure is logged as an error. tide_sock_try_connect leaves that to
+ * its caller (errno tells why), and with wait_listen false takes a
+ * refusal as final: for a peer that listened before, nothing listening
+ * means it has gone. */
 tide_status_t tide_sock_connect(const tide_sockaddr_t *addr, int64_t deadline, int *fd);
+tide_status_t tide_sock_try_connect(const tide_sockaddr_t *addr, int64_t deadline, bool wait_listen,
+                                    int *fd);
 
 /* Send or receive exactly len bytes before deadline. A peer that closes
  * is TIDE_ERR_IO; an expired deadline is TIDE_ERR_TIMEOUT. */

@@ -487,6 +487,32 @@ static void t_barrier_order(tide_comm_t *comm)
     }
 }
 
+/* A root that broadcasts and then leaves at once (tide_comm_destroy is
+ * local): what it sent must still reach every rank whole, while their
+ * answers to it (pipe credits, acknowledgements) find nobody there. On a
+ * duplicate, so that the others go on with `comm` afterwards. */
+static void t_root_leaves(tide_comm_t *comm)
+{
+    enum { OPS = 200, COUNT = 16 * 1024 };
+    tide_comm_t *dup;
+    CHECK(tide_comm_dup(comm, &dup));
+    uint32_t *b = malloc(COUNT * sizeof(*b));
+    for (int k = 0; k < OPS; k++) {
+        for (size_t i = 0; i < COUNT; i++)
+            b[i] = rank == 0 ? (uint32_t)(k * 100003u + i) : 0xeeeeeeeeu;
+        CHECK(tide_broadcast(b, b, COUNT, TIDE_UINT32, 0, dup));
+        for (size_t i = 0; i < COUNT; i++) {
+            checks++;
+            if (b[i] != (uint32_t)(k * 100003u + i) && wrong++ < 10)
+                fprintf(stderr, "rank %d: broadcast %d from a leaving root: [%zu] = %u\n", rank, k,
+                        i, b[i]);
+        }
+    }
+    CHECK(tide_comm_destroy(dup)); /* the root first: it waits for nobody */
+    free(b);
+    CHECK(tide_barrier(comm));
+}
+
 /* Min and max where ranks hold NaNs and zeros of both signs: every rank
  * must end with the same bits (an algorithm that lets two ranks combine
  * the same values in different orders would not). */
@@ -681,6 +707,7 @@ int main(int argc, char **argv)
     t_allreduce_mismatch(comm);
     t_barrier_order(comm);
     t_agree(comm);
+    t_root_leaves(comm);
     CHECK(tide_barrier(comm));
     printf("rank %d: %ld checks, %ld wrong\n", rank, checks, wrong);
     CHECK(tide_comm_destroy(comm));

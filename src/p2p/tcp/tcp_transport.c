@@ -115,6 +115,7 @@ typedef struct tcp_peer {
     tcp_stream_t **streams;
     bool connected;
     unsigned rr;
+    int64_t retry_at; /* under lock: no reconnect before then (the last failed) */
 } tcp_peer_t;
 
 typedef struct tcp_ctx {
@@ -321,7 +322,8 @@ static void peer_addr(const p2p_ep_info_t *info, tide_sockaddr_t *a)
 }
 
 /* (Re)connect a dead stream. Lock held. */
-static bool stream_connect(tcp_ctx_t *c, p2p_peer_t *peer, tcp_stream_t *st, int timeout_ms)
+static bool stream_connect(tcp_ctx_t *c, p2p_peer_t *peer, tcp_stream_t *st, int timeout_ms,
+                           bool again)
 {
     tide_sockaddr_t a;
     uint8_t hello[TCP_HELLO_LEN];
@@ -333,8 +335,9 @@ static bool stream_connect(tcp_ctx_t *c, p2p_peer_t *peer, tcp_stream_t *st, int
     p2p_path_set_state(&st->path, P2P_PATH_PROBING, "connecting", false);
     memcpy(h.token, peer->info.token, sizeof(h.token));
     tcp_hello_encode(hello, &h);
-    if (tide_sock_connect(&a, tide_deadline_ms(timeout_ms), &fd) != TIDE_SUCCESS) {
-        /* What this costs (slices failing) is reported where they fail. */
+    if (tide_sock_try_connect(&a, tide_deadline_ms(timeout_ms), !again, &fd) != TIDE_SUCCESS) {
+        /* The path's state says why; what this costs (slices failing) is
+         * reported where they fail. */
         snprintf(why, sizeof(why), "connect failed: %s", strerror(errno));
         p2p_path_set_state(&st->path, P2P_PATH_FAILED, why, false);
         return false;
@@ -365,21 +368,36 @@ static bool stream_connect(tcp_ctx_t *c, p2p_peer_t *peer, tcp_stream_t *st, int
     return true;
 }
 
-/* Connect every dead stream to peer; true if one or more work. */
-static bool peer_connect(tcp_ctx_t *c, p2p_peer_t *peer, int timeout_ms)
+/* Connect every dead stream to peer; true if one or more work. A
+ * reconnect (again) takes a refusal as final (the peer listened before:
+ * it has gone), stops at the first stream that fails, and is not tried
+ * again for RECONNECT_MS: a peer that has left (its engine destroyed)
+ * would otherwise cost every later send to it 0.5 s per stream of
+ * retries (signals to a broadcast's root that had returned and left:
+ * 1 s each, on every rank that still received from it). */
+static bool peer_connect(tcp_ctx_t *c, p2p_peer_t *peer, int timeout_ms, bool again)
 {
     tcp_peer_t *tp = &c->peers[peer->rank];
     bool any = false;
     pthread_mutex_lock(&tp->lock);
+    if (again && tide_time_ns() < tp->retry_at) {
+        pthread_mutex_unlock(&tp->lock);
+        return false;
+    }
     for (int i = 0; i < c->e->tcp_streams; i++) {
         tcp_stream_t *st = tp->streams[i];
         pthread_mutex_lock(&st->lock);
         if (st->dead)
-            stream_connect(c, peer, st, timeout_ms);
-        any |= !st->dead;
+            stream_connect(c, peer, st, timeout_ms, again);
+        bool dead = st->dead;
+        any |= !dead;
         pthread_mutex_unlock(&st->lock);
+        if (again && dead && !any)
+            break; /* the next stream goes to the same listener */
     }
     tp->connected = true;
+    if (again && !any)
+        tp->retry_at = tide_time_ns() + RECONNECT_MS * TIDE_NS_PER_MS;
     pthread_mutex_unlock(&tp->lock);
     return any;
 }
@@ -421,11 +439,11 @@ static void tcp_send_locked(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, siz
     int k = 0;
 
     if (!__atomic_load_n(&tp->connected, __ATOMIC_ACQUIRE))
-        peer_connect(c, peer, c->e->timeout_ms);
+        peer_connect(c, peer, c->e->timeout_ms, false);
     for (int i = 0; i < c->e->tcp_streams; i++)
         if (p2p_path_usable(&tp->streams[i]->path))
             use[k++] = tp->streams[i];
-    if (k == 0 && peer_connect(c, peer, RECONNECT_MS))
+    if (k == 0 && peer_connect(c, peer, RECONNECT_MS, true))
         for (int i = 0; i < c->e->tcp_streams; i++)
             if (p2p_path_usable(&tp->streams[i]->path))
                 use[k++] = tp->streams[i];
