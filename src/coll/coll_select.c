@@ -62,7 +62,11 @@ static const coll_algo_t algos[] = {
  *   input left unchanged between calls (a peer reads it from its own
  *   cache), but 0.65-0.7x in place and no faster with the input rewritten
  *   before each call (tide_perf -W 1), as applications do: the ring.
- * - allreduce over the engine (TCP, RDMA): recursive doubling to 64 KiB;
+ * - allreduce over the engine (TCP, RDMA): recursive doubling to 64 KiB
+ *   (np=2: below 512 KiB, one exchange where Rabenseifner makes two; TCP,
+ *   three rounds, out of place / in place: 64-256 KiB 1.95-3.9 / 2.3-3.7
+ *   GB/s against 1.65-3.4 / 1.9-3.4; from 512 KiB its in-place form,
+ *   which combines into scratch and copies back, falls behind);
  *   then Rabenseifner (2 log2 n steps, the ring's bytes), except for large
  *   buffers on rank counts that are not a power of two, where its fold
  *   costs a whole extra buffer and the ring is as fast.
@@ -112,6 +116,7 @@ static const rule_t table[] = {
     {COLL_ALLREDUCE, ON_SHM, 0, 0, false, 16 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_SHM, 3, 0, false, 512 * KiB, "rabenseifner"},
     {COLL_ALLREDUCE, ON_SHM, 0, 0, false, 0, "ring"},
+    {COLL_ALLREDUCE, ON_NET, 2, 2, false, 512 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_NET, 0, 0, false, 64 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_NET, 0, 0, true, 0, "rabenseifner"},
     {COLL_ALLREDUCE, ON_NET, 0, 0, false, 1 * MiB, "rabenseifner"},
