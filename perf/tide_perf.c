@@ -4,7 +4,7 @@
  *   tiderun -n 2 tide_perf p2p [options]
  *   tiderun -n N tide_perf allreduce|allgather|broadcast|reduce_scatter|reduce|alltoall
  *           [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-c 0|1] [-d DTYPE]
- *           [-o OP] [-r ROOT] [-W 0|1]
+ *           [-o OP] [-r ROOT] [-W 0|1] [-p 0|1]
  *   tiderun -n N tide_perf barrier [-n ITERS] [-w WARMUP]   (one row: size 0)
  *
  * Collectives follow the nccl-tests conventions: size is the bytes of the
@@ -16,7 +16,10 @@
  * rank's input before every iteration, as an application that computes it
  * anew would, and times only the collective calls: peers then read data
  * that sits modified in its owner's cache, not an unchanged buffer that
- * stays in their own caches from the previous iteration.
+ * stays in their own caches from the previous iteration. -p 1 also times
+ * every operation and prints, after each row, the median, 99th percentile
+ * and slowest operation (of the slowest rank at each), where an average
+ * hides a few operations that stall.
  *
  * p2p: rank 0 submits batches of N blocks of B bytes (WRITE or READ) to
  * rank 1, keeping several batches in flight, and reports GB/s, blocks/s
@@ -522,10 +525,10 @@ static size_t check_output(kind_t k, const float *r, size_t count, int rank, int
 static int perf_coll(kind_t k, int argc, char **argv)
 {
     size_t min = 8, max = 64u << 20, factor = 2;
-    int iters = 20, warmup = 5, check = 1, root = 0, rewrite = 0, c, rank, n;
+    int iters = 20, warmup = 5, check = 1, root = 0, rewrite = 0, pct = 0, c, rank, n;
     tide_dtype_t dt = TIDE_FLOAT32;
     tide_redop_t op = TIDE_SUM;
-    while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:r:W:")) != -1) {
+    while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:r:W:p:")) != -1) {
         switch (c) {
         case 'b':
             min = parse_size(optarg);
@@ -557,10 +560,13 @@ static int perf_coll(kind_t k, int argc, char **argv)
         case 'W':
             rewrite = atoi(optarg);
             break;
+        case 'p':
+            pct = atoi(optarg);
+            break;
         default:
             fprintf(stderr,
                     "usage: tide_perf %s [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] "
-                    "[-w WARMUP] [-c 0|1] [-d DTYPE] [-o OP] [-r ROOT] [-W 0|1]\n",
+                    "[-w WARMUP] [-c 0|1] [-d DTYPE] [-o OP] [-r ROOT] [-W 0|1] [-p 0|1]\n",
                     kinds[k].name);
             return 2;
         }
@@ -584,7 +590,8 @@ static int perf_coll(kind_t k, int argc, char **argv)
         check = 0; /* the check knows float inputs only */
     size_t cap = max + (size_t)n * 64;
     char *sbuf = malloc(cap), *rbuf = malloc(cap);
-    if (!sbuf || !rbuf) {
+    double *lat = malloc((size_t)iters * sizeof(*lat)), pcts[2][3] = {{0}};
+    if (!sbuf || !rbuf || !lat) {
         fprintf(stderr, "tide_perf: out of memory\n");
         return 1;
     }
@@ -632,13 +639,28 @@ static int perf_coll(kind_t k, int argc, char **argv)
                     memset(in, it & 0x3f, in_elems * es);
                     double t0 = now_s();
                     CHECK(run_coll(k, in, out, count, dt, op, root, comm));
-                    busy += it >= warmup ? now_s() - t0 : 0;
+                    double d = now_s() - t0;
+                    busy += it >= warmup ? d : 0;
+                    if (pct && it >= warmup)
+                        lat[it - warmup] = d;
+                } else if (pct && it >= warmup && it < warmup + iters) {
+                    double t0 = now_s();
+                    CHECK(run_coll(k, in, out, count, dt, op, root, comm));
+                    lat[it - warmup] = now_s() - t0;
                 } else {
                     CHECK(run_coll(k, in, out, count, dt, op, root, comm));
                 }
             }
             if (check)
                 wrong[inplace] = (double)check_output(k, (float *)out, count, rank, n, root, op);
+            if (pct) { /* median, 99th percentile, slowest: of the slowest rank at each */
+                qsort(lat, (size_t)iters, sizeof(*lat), cmp_double);
+                pcts[inplace][0] = lat[(iters - 1) / 2];
+                pcts[inplace][1] = lat[(size_t)((iters - 1) * 0.99)];
+                pcts[inplace][2] = lat[iters - 1];
+                CHECK(
+                    tide_allreduce(pcts[inplace], pcts[inplace], 3, TIDE_FLOAT64, TIDE_MAX, comm));
+            }
             /* the slowest rank's time, the wrong elements of all */
             CHECK(tide_allreduce(&t[inplace], &t[inplace], 1, TIDE_FLOAT64, TIDE_MAX, comm));
             CHECK(
@@ -653,6 +675,11 @@ static int perf_coll(kind_t k, int argc, char **argv)
                 k == K_ALLREDUCE || k == K_REDUCE || k == K_REDUCE_SCATTER ? op_names[op] : "none",
                 rooted ? root : -1, t[0] * 1e6, alg[0], alg[0] * f, check ? wrong[0] : -1.0,
                 t[1] * 1e6, alg[1], alg[1] * f, check ? wrong[1] : -1.0);
+        if (rank == 0 && pct)
+            printf("# %10zu per operation (us): out-of-place p50 %.2f p99 %.2f max %.2f, "
+                   "in-place p50 %.2f p99 %.2f max %.2f\n",
+                   bytes, pcts[0][0] * 1e6, pcts[0][1] * 1e6, pcts[0][2] * 1e6, pcts[1][0] * 1e6,
+                   pcts[1][1] * 1e6, pcts[1][2] * 1e6);
         fflush(stdout);
         bw_sum += alg[0] * f + alg[1] * f;
         bw_n += 2;
@@ -660,6 +687,7 @@ static int perf_coll(kind_t k, int argc, char **argv)
     if (rank == 0)
         printf("# Avg bus bandwidth    : %g GB/s\n", bw_sum / bw_n);
     free(sbuf);
+    free(lat);
     free(rbuf);
     CHECK(tide_comm_destroy(comm));
     return 0;

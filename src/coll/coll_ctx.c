@@ -33,8 +33,8 @@
  * round trip is tens of microseconds, and a rank that sleeps through one
  * answers late, so that its peer sleeps too, and so on; a 1 MiB transfer
  * over TCP takes 150-400 us, and waking from a sleep costs more than the
- * spin (np=2, 1 MiB broadcasts: 370 us each with a 200 us spin, 237 with
- * 1 ms; nothing more from 2-5 ms). */
+ * spin (np=2, 1 MiB broadcasts over TCP, median: 400-435 us with a 200 us
+ * spin, 190-230 with 1 ms; nothing more from 2-5 ms). */
 #define SPIN_NS                (20 * 1000)
 #define SPIN_NS_ENGINE         (1000 * 1000)
 #define SPIN_NS_OVERSUBSCRIBED (300 * 1000)

@@ -1144,9 +1144,8 @@ static void *progress_main(void *arg)
         /* Wait for a thread that polls to finish its turn, rather than
          * try again: the streams' set may stay ready meanwhile, and this
          * loop then spun on the poller's own core (np=2 over TCP, 1 MiB
-         * broadcasts: 400 000 turns in 0.45 s, 1 operation in 100 taking
-         * 4-5 ms while the poller waited for its core; with the lock the
-         * slowest of 1000 took 0.8 ms). */
+         * broadcasts: 400 000 turns in 0.45 s; tide_perf -n 1000 -p 1:
+         * the 99th percentile 2.6-4.5 -> 0.56 ms). */
         pthread_mutex_lock(&c->plock);
         if (c->lent) { /* lent out: take it back once nobody polled for a while */
             int64_t idle = tide_time_ns() - __atomic_load_n(&c->last_poll, __ATOMIC_RELAXED);
