@@ -46,7 +46,7 @@
  * at np=2 took 23 us per operation instead of 0.5 (440 us over TCP);
  * yielding brings such a launch to about 2 us. */
 #define YIELD_AFTER_NS         (1 * 1000)
-#define POLL_MAX_OVERSUB       (512 * 1024)
+#define POLL_MAX_OVERSUB       (8 * 1024 * 1024)
 
 /* ------------------------------------------------------------- executor */
 
@@ -374,11 +374,13 @@ static tide_status_t run_op(coll_ctx_t *c, const coll_op_t *op)
     c->op_name = coll_kind_name(op->kind);
     /* Waits receive from engine peers themselves, except large operations
      * where ranks outnumber cores: there the progress thread's share of a
-     * core keeps data moving while this thread is off its core, and
-     * measured 2x the bandwidth from 1 MiB (np=4 on 2 cores, TCP; to
-     * 512 KiB polling is faster: 1.5-1.6 GB/s against 0.9-1.0 at 384 KiB).
-     * The size is the whole buffer, also where count is per rank: allgather
-     * of 512 KiB blocks at np=4, polled, 0.33-0.43 GB/s; 1.0-1.16 not. */
+     * core keeps data moving while this thread is off its core (np=4 on 2
+     * cores over TCP, from 16 MiB: allgather 1.02-1.26 GB/s against
+     * 0.90-1.12 polled). Below, polling is faster (1-8 MiB: allreduce
+     * 1.17-2.0 against 1.11-1.38, allgather 1.24-1.69 against 1.16-1.45).
+     * The size is the whole buffer, also where count is per rank. (Until
+     * the TCP progress thread stopped spinning on the poller's lock, the
+     * line lay at 512 KiB.) */
     size_t bytes = op->count * op->esize;
     if (op->kind == COLL_ALLGATHER || op->kind == COLL_REDUCE_SCATTER || op->kind == COLL_ALLTOALL)
         bytes *= (size_t)c->nranks; /* the whole buffer */
