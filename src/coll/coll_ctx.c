@@ -394,10 +394,10 @@ static tide_status_t run_op(coll_ctx_t *c, const coll_op_t *op)
      * operations need nothing from its peers (a broadcast's root)
      * otherwise runs ahead for a whole time slice while the rank beside
      * it, which it feeds, waits (in the others every rank waits anyway):
-     * np=4 over TCP, 8 KiB broadcasts took 90-100 us on average, with 1 in
-     * 50 taking 4-8 ms; with the yield, 25 us and at most 0.2 ms. Over
-     * shared memory the yield only costs (8-byte allreduce np=4:
-     * 1.7 -> 3.1 us), and nothing stalls there. */
+     * np=4 over TCP, 8 KiB broadcasts (tide_perf -p 1) had 1 in 50 take
+     * 3-8 ms, and 76-113 us on average; now the 99th percentile is
+     * 0.07-0.10 ms. Over shared memory the yield only costs (8-byte
+     * allreduce np=4: 1.7 -> 3.1 us), and nothing stalls there. */
     bool feeds = op->kind == COLL_BROADCAST || op->kind == COLL_REDUCE || op->kind == COLL_SEND;
     if (c->oversubscribed && c->any_engine && feeds)
         sched_yield();
