@@ -52,7 +52,7 @@ static size_t chunk_size(size_t bytes)
 static tide_status_t root_side(coll_ctx_t *c, const coll_op_t *op, size_t bytes)
 {
     int n = c->nranks, r = c->rank;
-    const void *src = op->sbuf == op->rbuf ? op->rbuf : op->sbuf;
+    const void *src = op->sbuf; /* the rbuf itself in place */
     size_t chunk = chunk_size(bytes);
     uint64_t nchunks = (bytes + chunk - 1) / chunk;
     card_t mine = {(uint64_t)(uintptr_t)src, bytes}, *out = calloc((size_t)n, sizeof(*out));
