@@ -664,7 +664,9 @@ static int rx_fill(tcp_stream_t *st, size_t want, const char **why)
 }
 
 /* Continue receiving a payload into st->dst: 1 complete, 0 would block,
- * -1 ended. */
+ * -1 ended. Each read also asks for a little of what follows (the next
+ * frame's header) into rbuf, so that a stream of frames costs one system
+ * call per frame, not two. */
 static int rx_payload(tcp_stream_t *st, const char **why)
 {
     size_t take = TIDE_MIN((size_t)st->left, st->rlen - st->rpos);
@@ -675,10 +677,25 @@ static int rx_payload(tcp_stream_t *st, const char **why)
     while (st->left > 0) {
         if (st->drained)
             return 0;
-        ssize_t n = rx_recv(st->fd, st->dst, st->left, why);
-        if (n <= 0)
-            return (int)n;
-        st->drained = (size_t)n < st->left;
+        st->rpos = st->rlen = 0; /* every buffered byte was payload */
+        struct iovec iov[2] = {{st->dst, st->left}, {st->rbuf, RX_AHEAD}};
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+        ssize_t n;
+        while ((n = recvmsg(st->fd, &m, MSG_DONTWAIT)) < 0 && errno == EINTR)
+            ;
+        if (n <= 0) {
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return 0;
+            *why = n == 0 ? "closed by the peer" : strerror(errno);
+            return -1;
+        }
+        st->drained = (size_t)n < st->left + RX_AHEAD;
+        if ((size_t)n >= st->left) {
+            st->rlen = (size_t)n - st->left;
+            st->dst += st->left;
+            st->left = 0;
+            break;
+        }
         st->dst += n;
         st->left -= (uint32_t)n;
     }
