@@ -26,6 +26,17 @@ static size_t parse_size(const char *s)
     return (size_t)v;
 }
 
+static int usage(int rank, const char *why)
+{
+    if (rank == 0)
+        fprintf(stderr,
+                "mpi_coll_bench: %s\nusage: mpi_coll_bench allreduce|allgather|broadcast|barrier "
+                "[-b MIN] [-e MAX] [-f FACTOR>=2] [-n ITERS>=1] [-w WARMUP>=0] [-W 0|1]\n",
+                why);
+    MPI_Finalize();
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     int rank, n, c, iters = 20, warmup = 5, rewrite = 0;
@@ -33,7 +44,13 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &n);
-    const char *kind = argc > 1 ? argv[1] : "allreduce";
+    if (argc < 2)
+        return usage(rank, "which collective?");
+    const char *kind = argv[1];
+    int ag = strcmp(kind, "allgather") == 0, bc = strcmp(kind, "broadcast") == 0;
+    int bar = strcmp(kind, "barrier") == 0;
+    if (!ag && !bc && !bar && strcmp(kind, "allreduce") != 0)
+        return usage(rank, "unknown collective");
     optind = 2;
     while ((c = getopt(argc, argv, "b:e:f:n:w:W:")) != -1) {
         if (c == 'b')
@@ -48,9 +65,12 @@ int main(int argc, char **argv)
             warmup = atoi(optarg);
         else if (c == 'W')
             rewrite = atoi(optarg);
+        else
+            return usage(rank, "unknown option");
     }
-    int ag = strcmp(kind, "allgather") == 0, bc = strcmp(kind, "broadcast") == 0;
-    int bar = strcmp(kind, "barrier") == 0;
+    if (factor < 2 || iters < 1 || warmup < 0 || min < 1 || max < min || max > (2ull << 30) ||
+        (rewrite != 0 && rewrite != 1))
+        return usage(rank, "bad option value");
     if (bar)
         min = max = 1;
     double f = ag ? (double)(n - 1) / n : bc ? 1.0 : 2.0 * (n - 1) / n;

@@ -571,7 +571,9 @@ static int perf_coll(kind_t k, int argc, char **argv)
             return 2;
         }
     }
-    if ((int)dt < 0 || (int)op < 0 || min < 1 || max < min || factor < 2 || iters < 1) {
+    if ((int)dt < 0 || (int)op < 0 || min < 1 || max < min || factor < 2 || iters < 1 ||
+        warmup < 0 || (check != 0 && check != 1) || (rewrite != 0 && rewrite != 1) ||
+        (pct != 0 && pct != 1) || root < 0) {
         fprintf(stderr, "tide_perf: bad arguments\n");
         return 2;
     }
@@ -581,10 +583,14 @@ static int perf_coll(kind_t k, int argc, char **argv)
     CHECK(tide_comm_init(&comm, NULL));
     CHECK(tide_comm_rank(comm, &rank));
     CHECK(tide_comm_size(comm, &n));
-    if (root < 0 || root >= n)
-        root = 0;
     size_t es = tide_dtype_size(dt);
     bool rooted = k == K_BROADCAST || k == K_REDUCE;
+    if (rooted && root >= n) {
+        if (rank == 0)
+            fprintf(stderr, "tide_perf: root %d, but there are %d ranks\n", root, n);
+        tide_comm_destroy(comm);
+        return 2;
+    }
     bool per_rank = k == K_ALLGATHER || k == K_REDUCE_SCATTER || k == K_ALLTOALL;
     if (check && dt != TIDE_FLOAT32)
         check = 0; /* the check knows float inputs only */
