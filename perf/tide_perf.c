@@ -586,8 +586,7 @@ static int perf_coll(kind_t k, int argc, char **argv)
     size_t es = tide_dtype_size(dt);
     bool rooted = k == K_BROADCAST || k == K_REDUCE;
     if (rooted && root >= n) {
-        if (rank == 0)
-            fprintf(stderr, "tide_perf: root %d, but there are %d ranks\n", root, n);
+        fprintf(stderr, "tide_perf: root %d, but there are %d ranks\n", root, n);
         tide_comm_destroy(comm);
         return 2;
     }
