@@ -41,6 +41,9 @@
  *                             compares it with ib_write_bw
  *   -c                        contiguous blocks (Tide coalesces them); the
  *                             default leaves a gap after each block
+ *   -P                        tcp: the reference's receiver polls (recv
+ *                             with MSG_DONTWAIT, as Tide's waiters do)
+ *                             instead of blocking in recv
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -73,6 +76,7 @@ typedef struct opts {
     tide_op_t op;
     unsigned transport;
     int contiguous;
+    int ref_poll; /* -P: the socket reference's receiver polls */
 } opts_t;
 
 static double now_s(void)
@@ -168,12 +172,13 @@ static int sock_connect(uint16_t port)
     return fd;
 }
 
-static void io_all(int fd, char *p, size_t n, int sending)
+static void io_all(int fd, char *p, size_t n, int sending, int poll)
 {
     while (n > 0) {
-        ssize_t k = sending ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+        ssize_t k =
+            sending ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, poll ? MSG_DONTWAIT : 0);
         if (k <= 0) {
-            if (k < 0 && errno == EINTR)
+            if (k < 0 && (errno == EINTR || (poll && (errno == EAGAIN || errno == EWOULDBLOCK))))
                 continue;
             perror("tide_perf: reference stream");
             exit(1);
@@ -184,8 +189,8 @@ static void io_all(int fd, char *p, size_t n, int sending)
 }
 
 /* The same blocks over one plain blocking socket: rank 0 sends each block
- * with send(), rank 1 receives each into place and answers one byte per
- * batch. Both ranks call it. */
+ * with send(), rank 1 receives each into place (blocking in recv, or with
+ * -P polling) and answers one byte per batch. Both ranks call it. */
 static double ref_socket(const opts_t *o, int rank, int fd, size_t size, int nb, char *buf)
 {
     int iters = o->iters + o->warmup;
@@ -195,8 +200,8 @@ static double ref_socket(const opts_t *o, int rank, int fd, size_t size, int nb,
         if (it == o->warmup)
             t0 = now_s();
         for (int i = 0; i < nb; i++)
-            io_all(fd, buf + block_offset(o, size, i), size, rank == 0);
-        io_all(fd, &ack, 1, rank == 1);
+            io_all(fd, buf + block_offset(o, size, i), size, rank == 0, o->ref_poll);
+        io_all(fd, &ack, 1, rank == 1, o->ref_poll);
     }
     return (double)size * nb * o->iters / (now_s() - t0) / 1e9;
 }
@@ -252,18 +257,19 @@ static result_t run_tide(const opts_t *o, tide_engine_t *e, size_t size, int nb,
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: tiderun -n 2 tide_perf p2p [-b MIN] [-e MAX] [-f FACTOR] [-N BLOCKS] "
-                    "[-n ITERS] [-w WARMUP] [-d DEPTH] [-o write|read] [-t shm|tcp|rdma] [-c]\n");
+    fprintf(stderr,
+            "usage: tiderun -n 2 tide_perf p2p [-b MIN] [-e MAX] [-f FACTOR] [-N BLOCKS] "
+            "[-n ITERS] [-w WARMUP] [-d DEPTH] [-o write|read] [-t shm|tcp|rdma] [-c] [-P]\n");
     exit(2);
 }
 
 static int perf_p2p(int argc, char **argv)
 {
-    opts_t o = {1024, 4u << 20, 4, 1538, 20, 3, 4, TIDE_OP_WRITE, TIDE_TRANSPORT_SHM, 0};
+    opts_t o = {1024, 4u << 20, 4, 1538, 20, 3, 4, TIDE_OP_WRITE, TIDE_TRANSPORT_SHM, 0, 0};
     int c, rank, n;
     static const struct option longopts[] = {{"transport", required_argument, NULL, 't'},
                                              {NULL, 0, NULL, 0}};
-    while ((c = getopt_long(argc, argv, "b:e:f:N:n:w:d:o:t:c", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:e:f:N:n:w:d:o:t:cP", longopts, NULL)) != -1) {
         switch (c) {
         case 'b':
             o.min = parse_size(optarg);
@@ -296,6 +302,9 @@ static int perf_p2p(int argc, char **argv)
             break;
         case 'c':
             o.contiguous = 1;
+            break;
+        case 'P':
+            o.ref_poll = 1;
             break;
         default:
             usage();
@@ -359,11 +368,12 @@ static int perf_p2p(int argc, char **argv)
         printf("# tide_perf p2p: %s %s, %s blocks, %d batches in flight, %s\n",
                o.op == TIDE_OP_WRITE ? "WRITE" : "READ", tname,
                o.contiguous ? "contiguous" : "scattered", o.depth,
-               o.transport == TIDE_TRANSPORT_SHM   ? "reference: single-thread memcpy of the same "
-                                                     "blocks"
-               : o.transport == TIDE_TRANSPORT_TCP ? "reference: one plain blocking TCP socket "
-                                                     "stream"
-                                                   : "RDMA counts per batch");
+               o.transport == TIDE_TRANSPORT_SHM ? "reference: single-thread memcpy of the same "
+                                                   "blocks"
+               : o.transport == TIDE_TRANSPORT_TCP
+                   ? (o.ref_poll ? "reference: one plain TCP socket stream, receiver polling"
+                                 : "reference: one plain blocking TCP socket stream")
+                   : "RDMA counts per batch");
         if (o.transport == TIDE_TRANSPORT_RDMA)
             printf("# %10s %7s %10s %11s %11s %11s %8s %8s %8s %8s\n", "size(B)", "blocks", "GB/s",
                    "Mblocks/s", "mean(us)", "p99(us)", "posts/b", "WRs/b", "signal/b", "CQEs/b");
