@@ -618,15 +618,16 @@ static void stream_fail_locked(tcp_stream_t *st, const char *why, tide_status_t 
 
 /* ------------------------------------------------------------ receiving */
 
-/* One non-blocking recv: the bytes received (> 0), 0 when it would
- * block, or -1 when the stream ended (why set). */
-static ssize_t rx_recv(int fd, void *buf, size_t len, const char **why)
+/* One non-blocking read into iov[0..n): the bytes received (> 0), 0 when
+ * it would block, or -1 when the stream ended (why set). */
+static ssize_t rx_recv(int fd, struct iovec *iov, size_t n, const char **why)
 {
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = n};
     for (;;) {
-        ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
-        if (n > 0)
-            return n;
-        if (n == 0) {
+        ssize_t k = recvmsg(fd, &m, MSG_DONTWAIT);
+        if (k > 0)
+            return k;
+        if (k == 0) {
             *why = "closed by the peer";
             return -1;
         }
@@ -654,7 +655,8 @@ static int rx_fill(tcp_stream_t *st, size_t want, const char **why)
         /* Read ahead a little only: payload bytes read here are copied
          * once more, those left in the socket go straight to memory. */
         size_t room = TIDE_MIN(RBUF_SIZE - st->rlen, TIDE_MAX(want, (size_t)RX_AHEAD));
-        ssize_t n = rx_recv(st->fd, st->rbuf + st->rlen, room, why);
+        struct iovec iov = {st->rbuf + st->rlen, room};
+        ssize_t n = rx_recv(st->fd, &iov, 1, why);
         if (n <= 0)
             return (int)n;
         st->rlen += (size_t)n;
@@ -679,16 +681,9 @@ static int rx_payload(tcp_stream_t *st, const char **why)
             return 0;
         st->rpos = st->rlen = 0; /* every buffered byte was payload */
         struct iovec iov[2] = {{st->dst, st->left}, {st->rbuf, RX_AHEAD}};
-        struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
-        ssize_t n;
-        while ((n = recvmsg(st->fd, &m, MSG_DONTWAIT)) < 0 && errno == EINTR)
-            ;
-        if (n <= 0) {
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                return 0;
-            *why = n == 0 ? "closed by the peer" : strerror(errno);
-            return -1;
-        }
+        ssize_t n = rx_recv(st->fd, iov, 2, why);
+        if (n <= 0)
+            return (int)n;
         st->drained = (size_t)n < st->left + RX_AHEAD;
         if ((size_t)n >= st->left) {
             st->rlen = (size_t)n - st->left;
