@@ -187,6 +187,7 @@ struct tide_engine {
     size_t slice_size;
     size_t sockbuf;
     char tcp_host[TIDE_HOST_MAX];
+    char tcp_cc[16];      /* TIDE_TCP_CONGESTION: "auto", "system" or an algorithm */
     char ib_devices[256]; /* TIDE_IB_DEVICES or the config's */
     p2p_ep_info_t self;
     p2p_peer_t *peers; /* [nranks] */

@@ -101,6 +101,13 @@ static tide_status_t read_config(tide_engine_t *e, const tide_engine_config_t *c
     if ((st = tide_param_int(TIDE_PARAM_TCP_SOCKBUF, &v)) != TIDE_SUCCESS)
         return st;
     e->sockbuf = (size_t)v;
+    if ((st = tide_param_str(TIDE_PARAM_TCP_CONGESTION, e->tcp_cc, sizeof(e->tcp_cc))) != 0)
+        return st; /* too long for an algorithm's name (15 characters): logged */
+    if (!e->tcp_cc[0] ||
+        strspn(e->tcp_cc, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(e->tcp_cc)) {
+        tide_error("TIDE_TCP_CONGESTION='%s': not auto, system or an algorithm's name", e->tcp_cc);
+        return TIDE_ERR_INVALID;
+    }
     e->timeout_ms = cfg.timeout_ms;
     if (e->timeout_ms <= 0 && (st = boot_default_timeout(&e->timeout_ms)) != TIDE_SUCCESS)
         return st;

@@ -281,6 +281,34 @@ tide_status_t tide_sock_set_nonblock(int fd)
     return TIDE_SUCCESS;
 }
 
+static bool addr_loopback(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    if (a->ss_family != AF_INET6)
+        return false;
+    const struct in6_addr *v6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
+}
+
+bool tide_sock_same_host(int fd)
+{
+    struct sockaddr_storage me, peer;
+    socklen_t ml = sizeof(me), pl = sizeof(peer);
+    if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 || me.ss_family != peer.ss_family)
+        return false;
+    if (addr_loopback(&peer))
+        return true;
+    if (peer.ss_family == AF_INET)
+        return ((struct sockaddr_in *)&me)->sin_addr.s_addr ==
+               ((struct sockaddr_in *)&peer)->sin_addr.s_addr;
+    if (peer.ss_family == AF_INET6)
+        return memcmp(&((struct sockaddr_in6 *)&me)->sin6_addr,
+                      &((struct sockaddr_in6 *)&peer)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    return false;
+}
+
 tide_status_t tide_sock_default_host(char *buf, size_t cap)
 {
     struct ifaddrs *ifs;

@@ -52,6 +52,10 @@ tide_status_t tide_sock_recv_all(int fd, void *buf, size_t len, int64_t deadline
 
 tide_status_t tide_sock_set_nonblock(int fd);
 
+/* Whether a connected socket's two ends are addresses of this host: the
+ * peer's is a loopback address or the same as ours. */
+bool tide_sock_same_host(int fd);
+
 /* An eventfd (EFD_NONBLOCK) that wakes a thread blocked in epoll: post
  * one wake-up; consume all pending ones. */
 void tide_wake_post(int efd);

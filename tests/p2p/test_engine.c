@@ -432,6 +432,68 @@ static void test_stream_broken_mid_batch(void **state)
     free(dst);
 }
 
+/* A write that uses every stream, then each stream's congestion control
+ * at both ends. */
+static void expect_cc(pair_t *p, const char *want)
+{
+    enum { LEN = 4 << 20 };
+    unsigned char *src, *dst;
+    uint32_t sid, did;
+    transfer_setup(p, LEN, &src, &dst, &sid, &did);
+    tide_request_t r = {TIDE_OP_WRITE, sid, 0, 1, did, 0, LEN};
+    tide_batch_t *b;
+    assert_int_equal(tide_batch_submit(p->eng[0], &r, 1, 0, &b), TIDE_SUCCESS);
+    assert_int_equal(tide_batch_wait(b, 20000), TIDE_SUCCESS);
+    tide_batch_free(b);
+    expect_equal(dst, src, LEN, "write");
+    for (int i = 0; i < p->eng[0]->tcp_streams; i++)
+        for (int target = 0; target < 2; target++) {
+            char cc[32] = "";
+            assert_true(
+                p2p_tcp_stream_cc(p->eng[target], target ? 0 : 1, i, target, cc, sizeof(cc)));
+            if (strcmp(cc, want) != 0)
+                fail_msg("stream %d (%s end): congestion control %s, expected %s", i,
+                         target ? "target" : "initiator", cc, want);
+        }
+    free(src);
+    free(dst);
+}
+
+/* TIDE_TCP_CONGESTION: auto gives streams within one host reno; system
+ * leaves the system's default; a malformed name fails engine creation. */
+static void test_congestion_control(void **state)
+{
+    (void)state;
+    pair_t *p = pair_open(TIDE_TRANSPORT_TCP);
+    expect_cc(p, "reno");
+    pair_close(p);
+
+    char sys[32] = "";
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_congestion_control", "r");
+    assert_non_null(f);
+    assert_non_null(fgets(sys, sizeof(sys), f));
+    fclose(f);
+    sys[strcspn(sys, "\n")] = '\0';
+    setenv("TIDE_TCP_CONGESTION", "system", 1);
+    p = pair_open(TIDE_TRANSPORT_TCP);
+    expect_cc(p, sys);
+    pair_close(p);
+
+    const char *bad[] = {"", "no such", "Reno", "a-name-far-too-long"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        tide_unique_id_t id;
+        tide_comm_t *comm;
+        tide_engine_t *e = NULL;
+        setenv("TIDE_TCP_CONGESTION", bad[i], 1);
+        assert_int_equal(tide_get_unique_id(&id), TIDE_SUCCESS);
+        assert_int_equal(tide_comm_init_rank(&comm, 1, &id, 0, NULL), TIDE_SUCCESS);
+        assert_int_equal(tide_engine_create(comm, NULL, &e), TIDE_ERR_INVALID);
+        assert_null(e);
+        tide_comm_destroy(comm);
+    }
+    unsetenv("TIDE_TCP_CONGESTION");
+}
+
 /* Signalling batches in flight back to back (as the collectives' pipes
  * post them over TCP), a stream broken under them: no signal is seen
  * before the data it covers has landed, and all of it lands. */
@@ -1222,6 +1284,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_frame_flags),
         cmocka_unit_test_setup_teardown(test_hostile_clients, setup_tcp, teardown),
         cmocka_unit_test(test_from_store),
+        cmocka_unit_test(test_congestion_control),
         cmocka_unit_test(test_rdma_absent_is_quiet),
         cmocka_unit_test_setup_teardown(test_shm_fails_over_to_tcp, setup_both, teardown),
     };

@@ -134,20 +134,38 @@ typedef struct tcp_ctx {
     tcp_peer_t *peers;
     tide_list_t targets, dead;
     tcp_out_t *free_outs;
-    int numa_node; /* the creating thread's: the progress thread runs there */
+    int numa_node;  /* the creating thread's: the progress thread runs there */
+    bool cc_warned; /* atomic: TIDE_TCP_CONGESTION's algorithm was refused once */
 } tcp_ctx_t;
 
 static void tcp_send(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n, int ordered);
 static void tcp_send_locked(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n, int ordered);
 
-static void sock_tune(int fd, size_t sockbuf)
+/* Options of a connected stream socket: no Nagle delay, the configured
+ * buffer sizes, and the congestion control TIDE_TCP_CONGESTION asks for
+ * (auto: reno within one host, where a paced algorithm such as bbr costs
+ * the sender about a third more per megabyte and shares no network). */
+static void sock_tune(tcp_ctx_t *c, int fd)
 {
-    int one = 1, buf = (int)sockbuf;
+    int one = 1, buf = (int)c->e->sockbuf;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (sockbuf) {
+    if (buf) {
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
     }
+    const char *cc = c->e->tcp_cc;
+    if (strcmp(cc, "system") == 0)
+        return;
+    if (strcmp(cc, "auto") == 0) {
+        if (!tide_sock_same_host(fd))
+            return;
+        cc = "reno"; /* always allowed, unprivileged too */
+    }
+    if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc)) != 0 &&
+        !__atomic_exchange_n(&c->cc_warned, true, __ATOMIC_RELAXED))
+        tide_warn("tcp: congestion control '%s' refused (%m; see "
+                  "net.ipv4.tcp_allowed_congestion_control): streams keep the system's",
+                  cc);
 }
 
 static void set_events(tcp_stream_t *st, uint32_t ev)
@@ -342,7 +360,7 @@ static bool stream_connect(tcp_ctx_t *c, p2p_peer_t *peer, tcp_stream_t *st, int
         p2p_path_set_state(&st->path, P2P_PATH_FAILED, why, false);
         return false;
     }
-    sock_tune(fd, c->e->sockbuf);
+    sock_tune(c, fd);
     if (tide_sock_send_all(fd, hello, sizeof(hello), tide_deadline_ms(timeout_ms),
                            "tcp stream hello") != TIDE_SUCCESS ||
         tide_sock_set_nonblock(fd) != TIDE_SUCCESS) {
@@ -1056,7 +1074,7 @@ static void accept_all(tcp_ctx_t *c)
                 tide_warn("tcp: accept: %m");
             return;
         }
-        sock_tune(fd, c->e->sockbuf);
+        sock_tune(c, fd);
         tcp_stream_t *st = stream_new(c, -1, -1, true);
         if (!st) {
             tide_error("tcp: out of memory accepting a stream");
@@ -1406,4 +1424,35 @@ uint64_t p2p_tcp_slices(tide_engine_t *e, int peer)
         pthread_mutex_unlock(&tp->streams[i]->lock);
     }
     return n;
+}
+
+bool p2p_tcp_stream_cc(tide_engine_t *e, int peer, int index, bool target, char *buf, size_t cap)
+{
+    tcp_peer_t *tp = e->peers[peer].tcp;
+    tcp_stream_t *mine = tp->streams[index], *st = NULL;
+    tcp_ctx_t *c = mine->ctx;
+    bool ok = false;
+    pthread_mutex_lock(&c->plock);
+    if (!target) {
+        st = mine;
+    } else {
+        tide_list_t *pos, *tmp;
+        tide_list_for_each_safe(pos, tmp, &c->targets)
+        {
+            tcp_stream_t *t = tide_list_entry(pos, tcp_stream_t, link);
+            if (t->hello_done && t->peer == peer && t->index == index && !t->dead)
+                st = t;
+        }
+    }
+    if (st) {
+        pthread_mutex_lock(&st->lock);
+        socklen_t len = (socklen_t)cap;
+        ok = !st->dead && st->fd >= 0 &&
+             getsockopt(st->fd, IPPROTO_TCP, TCP_CONGESTION, buf, &len) == 0;
+        if (ok)
+            buf[TIDE_MIN((size_t)len, cap - 1)] = '\0';
+        pthread_mutex_unlock(&st->lock);
+    }
+    pthread_mutex_unlock(&c->plock);
+    return ok;
 }
