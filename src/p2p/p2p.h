@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "tide.h"
+#include "util_list.h"
 #include "util_sock.h"
 
 #define P2P_BOOT_ID_MAX 40
@@ -282,6 +283,40 @@ unsigned p2p_poll_begin(tide_engine_t *e);
 bool p2p_peer_tcp_only(tide_engine_t *e, int peer);
 bool p2p_poll(tide_engine_t *e, unsigned taken);
 void p2p_poll_end(tide_engine_t *e, unsigned taken, bool now);
+
+/*
+ * Landing zones (TCP): a receiver that knows where the bytes a peer is
+ * writing into [off, off+len) of its local segment `seg` should end up
+ * (dst, which it owns while the zone is open) opens a zone there. A WRITE
+ * frame that arrives wholly inside the range, after the zone opened, then
+ * lands at dst + (frame offset - off) instead of in the segment, and the
+ * zone records the frame's range (runs, appended by the progress holder,
+ * published by `n`). What the zone does not record is in the segment.
+ * Close it before dst goes back to its owner: a frame still arriving into
+ * it finishes in the segment instead. The sender is not involved.
+ */
+#define P2P_ZONE_RUNS 64
+typedef struct p2p_zone {
+    uint32_t seg;
+    uint64_t off, len;
+    char *dst;
+    uint32_t n; /* atomic: runs[0..n) are final */
+    struct {
+        uint64_t off, len;
+    } runs[P2P_ZONE_RUNS];
+    uint32_t reserved; /* under the transport's zone lock: runs taken by frames arriving */
+    tide_list_t link;
+} p2p_zone_t;
+
+/* Open z (seg, off, len, dst set by the caller; the rest is reset):
+ * TIDE_ERR_UNSUPPORTED where no transport has zones (no TCP). Any thread;
+ * the caller keeps z until p2p_zone_close returns. */
+tide_status_t p2p_zone_open(tide_engine_t *e, p2p_zone_t *z);
+void p2p_zone_close(tide_engine_t *e, p2p_zone_t *z);
+/* Where the zone's byte at segment offset `at` is: the length of the run
+ * that landed in dst from there (0: `at` is in the segment), and in *next
+ * the offset where the next run starts (at most off + len). */
+uint64_t p2p_zone_landed(const p2p_zone_t *z, uint64_t at, uint64_t *next);
 
 tide_status_t p2p_engine_create(tide_store_t *store, int rank, int nranks,
                                 const tide_engine_config_t *cfg, tide_engine_t **out);

@@ -371,6 +371,42 @@ bool p2p_peer_tcp_only(tide_engine_t *e, int peer)
     return true;
 }
 
+tide_status_t p2p_zone_open(tide_engine_t *e, p2p_zone_t *z)
+{
+    if (!z || !z->dst || z->len == 0)
+        return TIDE_ERR_INVALID;
+    z->n = 0;
+    z->reserved = 0;
+    for (int i = 0; i < e->ntr; i++)
+        if (e->tr[i]->zone_open)
+            return e->tr[i]->zone_open(e->tr_ctx[i], z);
+    return TIDE_ERR_UNSUPPORTED;
+}
+
+void p2p_zone_close(tide_engine_t *e, p2p_zone_t *z)
+{
+    for (int i = 0; i < e->ntr; i++)
+        if (e->tr[i]->zone_close) {
+            e->tr[i]->zone_close(e->tr_ctx[i], z);
+            return;
+        }
+}
+
+uint64_t p2p_zone_landed(const p2p_zone_t *z, uint64_t at, uint64_t *next)
+{
+    uint32_t n = __atomic_load_n(&z->n, __ATOMIC_ACQUIRE);
+    uint64_t len = 0;
+    *next = z->off + z->len;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t a = z->runs[i].off, b = a + z->runs[i].len;
+        if (a <= at && at < b)
+            len = TIDE_MAX(len, b - at);
+        else if (a > at && a < *next)
+            *next = a;
+    }
+    return len;
+}
+
 bool p2p_poll(tide_engine_t *e, unsigned taken)
 {
     bool any = false;

@@ -73,6 +73,12 @@ struct p2p_transport_ops {
     bool (*poll)(void *ctx);
     void (*poll_end)(void *ctx, bool now);
 
+    /* Landing zones (see p2p_zone_open); optional. zone_close returns
+     * once no frame lands in z any more. Any thread but one that holds
+     * this transport's progress. */
+    tide_status_t (*zone_open)(void *ctx, p2p_zone_t *z);
+    void (*zone_close)(void *ctx, p2p_zone_t *z);
+
     /* Quiesce: stop the transport's threads, so that nothing calls into
      * the engine or other transports any more. Optional; fini follows. */
     void (*stop)(void *ctx);

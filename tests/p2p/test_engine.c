@@ -432,6 +432,67 @@ static void test_stream_broken_mid_batch(void **state)
     free(dst);
 }
 
+/* Every byte of the write src -> dst (segment offset 0) is where zone z
+ * says: in zone memory for its recorded runs, in the segment otherwise. */
+static void expect_zone_split(const p2p_zone_t *z, const unsigned char *src,
+                              const unsigned char *dst, const unsigned char *zbuf, size_t len)
+{
+    uint64_t at = 0;
+    while (at < len) {
+        uint64_t next,
+            run = at >= z->off && at < z->off + z->len ? p2p_zone_landed(z, at, &next) : 0;
+        if (run) {
+            expect_equal(zbuf + (at - z->off), src + at, run, "landed in the zone");
+            at += run;
+            continue;
+        }
+        uint64_t end = at < z->off ? z->off : at < z->off + z->len ? next : len;
+        expect_equal(dst + at, src + at, end - at, "landed in the segment");
+        at = end;
+    }
+}
+
+/* Landing zones: frames wholly inside an open zone land in its memory
+ * (the segment's bytes there stay untouched), the rest in the segment;
+ * closed, the zone takes nothing. */
+static void test_landing_zones(void **state)
+{
+    pair_t *p = *state;
+    enum { LEN = 1 << 20, ZOFF = 256 << 10, ZLEN = 512 << 10 };
+    unsigned char *src, *dst, *zbuf = calloc(1, ZLEN);
+    uint32_t sid, did;
+    assert_non_null(zbuf);
+    transfer_setup(p, LEN, &src, &dst, &sid, &did);
+    p2p_zone_t z = {.seg = did, .off = ZOFF, .len = ZLEN, .dst = (char *)zbuf};
+    assert_int_equal(p2p_zone_open(p->eng[1], &z), TIDE_SUCCESS);
+    tide_request_t r = {TIDE_OP_WRITE, sid, 0, 1, did, 0, LEN};
+    tide_batch_t *b;
+    assert_int_equal(tide_batch_submit(p->eng[0], &r, 1, 0, &b), TIDE_SUCCESS);
+    assert_int_equal(tide_batch_wait(b, 20000), TIDE_SUCCESS);
+    tide_batch_free(b);
+    /* 64 KiB slices from offset 0: the eight inside the zone land there */
+    assert_int_equal(__atomic_load_n(&z.n, __ATOMIC_ACQUIRE), ZLEN / p->eng[0]->slice_size);
+    uint64_t next;
+    assert_int_equal(p2p_zone_landed(&z, ZOFF, &next), p->eng[0]->slice_size);
+    for (size_t i = ZOFF; i < ZOFF + ZLEN; i++)
+        if (dst[i] != 0)
+            fail_msg("segment byte %zu written though its frame landed in the zone", i);
+    expect_zone_split(&z, src, dst, zbuf, LEN);
+    p2p_zone_close(p->eng[1], &z);
+
+    /* closed: everything lands in the segment */
+    uint32_t n = z.n;
+    assert_int_equal(tide_batch_submit(p->eng[0], &r, 1, 0, &b), TIDE_SUCCESS);
+    assert_int_equal(tide_batch_wait(b, 20000), TIDE_SUCCESS);
+    tide_batch_free(b);
+    assert_int_equal(z.n, n);
+    expect_equal(dst, src, LEN, "after the zone closed");
+
+    free(src);
+    free(dst);
+    free(zbuf);
+}
+
 /* A write that uses every stream, then each stream's congestion control
  * at both ends. */
 static void expect_cc(pair_t *p, const char *want)
@@ -778,6 +839,44 @@ static void test_hostile_clients(void **state)
     double t0 = test_now();
     mem_free(p, &m);
     assert_true(test_now() - t0 < 1.0);
+}
+
+/* A zone closed while a frame into it is halfway in: the frame finishes
+ * in its segment, whole (the part that arrived is moved there), and the
+ * zone records nothing. A raw client sends the frame in two parts. */
+static void test_zone_closed_mid_frame(void **state)
+{
+    pair_t *p = *state;
+    enum { LEN = 64 << 10, HALF = 20000 };
+    unsigned char *payload = malloc(LEN), *dst = calloc(1, LEN), *zbuf = calloc(1, LEN);
+    uint32_t did;
+    assert_true(payload && dst && zbuf);
+    fill(payload, LEN);
+    assert_int_equal(tide_segment_register(p->eng[1], dst, LEN, &did), TIDE_SUCCESS);
+    p2p_zone_t z = {.seg = did, .off = 0, .len = LEN, .dst = (char *)zbuf};
+    assert_int_equal(p2p_zone_open(p->eng[1], &z), TIDE_SUCCESS);
+    int fd = raw_connect(p);
+    raw_hello(fd, p, NULL);
+    raw_frame(fd, TCP_OP_WRITE, did, 0, LEN);
+    raw_send(fd, payload, HALF);
+    int64_t deadline = tide_deadline_ms(5000);
+    while (zbuf[HALF - 1] != payload[HALF - 1] && tide_time_ns() < deadline)
+        usleep(100);
+    expect_equal(zbuf, payload, HALF, "first part, in the zone");
+    p2p_zone_close(p->eng[1], &z);
+    raw_send(fd, payload + HALF, LEN - HALF);
+    uint8_t ack[TCP_HDR_LEN];
+    assert_int_equal(tide_sock_recv_all(fd, ack, sizeof(ack), tide_deadline_ms(5000), "ack"),
+                     TIDE_SUCCESS);
+    tcp_frame_t f;
+    assert_int_equal(tcp_frame_decode(ack, &f), TIDE_SUCCESS);
+    assert_int_equal(f.op, TCP_OP_ACK);
+    expect_equal(dst, payload, LEN, "the frame, whole in its segment");
+    assert_int_equal(z.n, 0);
+    close(fd);
+    free(payload);
+    free(dst);
+    free(zbuf);
 }
 
 /* Adjacent small requests become one slice; the bytes are the same. */
@@ -1283,8 +1382,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_raw_local_writes, setup_tcp, teardown),
         cmocka_unit_test(test_frame_flags),
         cmocka_unit_test_setup_teardown(test_hostile_clients, setup_tcp, teardown),
+        cmocka_unit_test_setup_teardown(test_zone_closed_mid_frame, setup_tcp, teardown),
         cmocka_unit_test(test_from_store),
         cmocka_unit_test(test_congestion_control),
+        cmocka_unit_test_setup_teardown(test_landing_zones, setup_tcp, teardown),
         cmocka_unit_test(test_rdma_absent_is_quiet),
         cmocka_unit_test_setup_teardown(test_shm_fails_over_to_tcp, setup_both, teardown),
     };

@@ -99,6 +99,12 @@ typedef struct tcp_stream {
     char *dst;
     uint32_t left;
     p2p_lseg_t *cur_seg;
+    /* target: the WRITE arriving lands in this zone (dst went from seg_dst
+     * to zone_dst; the frame covers [f_off, f_off + f_len) of its segment) */
+    p2p_zone_t *zone;
+    char *seg_dst, *zone_dst;
+    uint64_t f_off;
+    uint32_t f_len;
     /* target: answers to send (progress thread) */
     uint32_t acks;     /* frames done, not acknowledged yet */
     bool ack_eager;    /* ... one of them without TCP_FLAG_LAZY_ACK: answer now */
@@ -133,6 +139,9 @@ typedef struct tcp_ctx {
     uint8_t token[16];
     tcp_peer_t *peers;
     tide_list_t targets, dead;
+    pthread_mutex_t zlock; /* zones: membership and reservations */
+    tide_list_t zones;
+    int nzones; /* atomic: zones open (0: frames skip the lookup) */
     tcp_out_t *free_outs;
     int numa_node;  /* the creating thread's: the progress thread runs there */
     bool cc_warned; /* atomic: TIDE_TCP_CONGESTION's algorithm was refused once */
@@ -794,6 +803,80 @@ out:
         stream_fail(st, why, TIDE_SUCCESS);
 }
 
+/* ---------------------------------------------------------- landing zones */
+
+/* A WRITE frame f begins: land it in an open zone that holds it whole and
+ * has a run left for it. Progress held. */
+static void zone_take(tcp_stream_t *st, const tcp_frame_t *f)
+{
+    tcp_ctx_t *c = st->ctx;
+    pthread_mutex_lock(&c->zlock);
+    tide_list_t *pos, *tmp;
+    tide_list_for_each_safe(pos, tmp, &c->zones)
+    {
+        p2p_zone_t *z = tide_list_entry(pos, p2p_zone_t, link);
+        if (z->seg != f->seg || f->len == 0 || f->off < z->off ||
+            !p2p_range_ok(f->off - z->off, f->len, z->len) || z->reserved == P2P_ZONE_RUNS)
+            continue;
+        z->reserved++;
+        st->zone = z;
+        st->seg_dst = st->dst;
+        st->dst = st->zone_dst = z->dst + (f->off - z->off);
+        st->f_off = f->off;
+        st->f_len = f->len;
+        break;
+    }
+    pthread_mutex_unlock(&c->zlock);
+}
+
+/* The frame landed whole in its zone: record it. Progress held. */
+static void zone_land(tcp_stream_t *st)
+{
+    p2p_zone_t *z = st->zone;
+    pthread_mutex_lock(&st->ctx->zlock);
+    uint32_t k = z->n;
+    z->runs[k].off = st->f_off;
+    z->runs[k].len = st->f_len;
+    __atomic_store_n(&z->n, k + 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&st->ctx->zlock);
+    st->zone = NULL;
+}
+
+static tide_status_t tcp_zone_open(void *ctx, p2p_zone_t *z)
+{
+    tcp_ctx_t *c = ctx;
+    pthread_mutex_lock(&c->zlock);
+    tide_list_push_back(&c->zones, &z->link);
+    __atomic_add_fetch(&c->nzones, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&c->zlock);
+    return TIDE_SUCCESS;
+}
+
+/* Frames still arriving into z finish in their segment, where they were
+ * headed (what arrived so far is moved there): the zone's owner no longer
+ * looks for them in dst. */
+static void tcp_zone_close(void *ctx, p2p_zone_t *z)
+{
+    tcp_ctx_t *c = ctx;
+    pthread_mutex_lock(&c->plock);
+    pthread_mutex_lock(&c->zlock);
+    tide_list_remove(&z->link);
+    __atomic_sub_fetch(&c->nzones, 1, __ATOMIC_RELEASE);
+    tide_list_t *pos, *tmp;
+    tide_list_for_each_safe(pos, tmp, &c->targets)
+    {
+        tcp_stream_t *st = tide_list_entry(pos, tcp_stream_t, link);
+        if (st->zone != z)
+            continue;
+        size_t done = (size_t)(st->dst - st->zone_dst);
+        memcpy(st->seg_dst, st->zone_dst, done); /* the frame lands whole in its segment */
+        st->dst = st->seg_dst + done;
+        st->zone = NULL;
+    }
+    pthread_mutex_unlock(&c->zlock);
+    pthread_mutex_unlock(&c->plock);
+}
+
 /* Target: queue an answer. */
 static bool out_push(tcp_stream_t *st, const tcp_frame_t *f, const char *payload, p2p_lseg_t *seg)
 {
@@ -913,6 +996,7 @@ static void target_kill(tcp_stream_t *st, const char *why)
     if (st->cur_seg)
         p2p_lseg_put(st->cur_seg);
     st->cur_seg = NULL;
+    st->zone = NULL; /* its run stays unrecorded: what it covers is resent */
     for (tcp_out_t *o = st->o_head, *next; o; o = next) {
         next = o->next;
         out_release(c, o);
@@ -985,6 +1069,8 @@ static void target_read(tcp_stream_t *st)
         if (st->in_payload) {
             if ((rc = rx_payload(st, &why)) <= 0)
                 break;
+            if (st->zone)
+                zone_land(st);
             p2p_lseg_put(st->cur_seg);
             st->cur_seg = NULL;
             st->in_payload = false;
@@ -1011,6 +1097,8 @@ static void target_read(tcp_stream_t *st)
                 st->cur_seg = seg;
                 st->dst = seg->addr + f.off;
                 st->left = f.len;
+                if (__atomic_load_n(&c->nzones, __ATOMIC_ACQUIRE) > 0)
+                    zone_take(st, &f);
                 st->in_payload = true;
                 st->cur_lazy = f.flags & TCP_FLAG_LAZY_ACK;
             } else {
@@ -1281,6 +1369,7 @@ static void tcp_fini(void *ctx)
     if (c->outer >= 0)
         close(c->outer);
     pthread_mutex_destroy(&c->plock);
+    pthread_mutex_destroy(&c->zlock);
     free(c);
 }
 
@@ -1314,6 +1403,8 @@ static tide_status_t tcp_init(tide_engine_t *e, void **ctx)
     c->e = e;
     c->listen_fd = c->epfd = c->wake_fd = c->outer = -1;
     pthread_mutex_init(&c->plock, NULL);
+    pthread_mutex_init(&c->zlock, NULL);
+    tide_list_init(&c->zones);
     c->numa_node = tide_numa_node_here();
     tide_list_init(&c->targets);
     tide_list_init(&c->dead);
@@ -1400,6 +1491,8 @@ const p2p_transport_ops_t p2p_tcp_transport = {
     .poll_begin = tcp_poll_begin,
     .poll = tcp_poll,
     .poll_end = tcp_poll_end,
+    .zone_open = tcp_zone_open,
+    .zone_close = tcp_zone_close,
     .stop = tcp_stop,
     .fini = tcp_fini,
 };
