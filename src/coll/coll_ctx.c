@@ -73,7 +73,7 @@ static int64_t step_take(coll_ctx_t *c, const coll_pipe_ops_t *p, coll_step_t *s
             s->fn3(dst, s->with_last ? src : with, s->with_last ? with : src, n / s->esize);
         } else if (s->fn) {
             s->fn(dst, src, n / s->esize);
-        } else {
+        } else if (src != dst) { /* else it landed in place (expect) */
             memcpy(dst, src, n);
         }
     }
@@ -94,6 +94,8 @@ int64_t coll_step_move(coll_ctx_t *c, coll_step_t *s)
         memset(m + s->len, 0, padded - s->len);
         n = p->push(c, s->peer, m, padded);
     } else if (s->done < s->len) {
+        if (!s->send && s->done == 0 && !s->fn && !s->with && p->expect)
+            p->expect(c, s->peer, s->buf, s->len);
         n = s->send ? p->push(c, s->peer, s->buf + s->done, s->len - s->done)
                     : step_take(c, p, s, s->len - s->done, false);
     } else if (s->done < padded) {
@@ -402,6 +404,8 @@ static tide_status_t run_op(coll_ctx_t *c, const coll_op_t *op)
     if (c->oversubscribed && c->any_engine && feeds)
         sched_yield();
     st = algo->fn(c, op);
+    if (c->eng)
+        coll_engine_op_end(c);
     coll_poll_end(c, false);
     if (st != TIDE_SUCCESS)
         tide_error("%s (%zu x %s, algorithm %s) failed on rank %d: %s", c->op_name, op->count,

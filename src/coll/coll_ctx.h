@@ -47,6 +47,10 @@ typedef struct coll_pipe_ops {
     /* A receive from peer finished: return space to the sender now.
      * Optional. */
     void (*pulled)(coll_ctx_t *c, int peer);
+    /* A receive of len bytes from peer, copied as they are into dst,
+     * begins: the pipe may have them land there (peek then shows them at
+     * dst). Optional; called until the first byte is taken. */
+    void (*expect)(coll_ctx_t *c, int peer, char *dst, size_t len);
 } coll_pipe_ops_t;
 
 extern const coll_pipe_ops_t coll_shm_pipe;
@@ -286,6 +290,9 @@ pid_t coll_shm_pid(coll_ctx_t *c, int rank);
 uint64_t *coll_shm_claim(coll_ctx_t *c, int rank);
 tide_status_t coll_engine_setup(coll_ctx_t *c);
 void coll_engine_teardown(coll_ctx_t *c);
+/* An operation ends (whatever its outcome): nothing lands in its buffers
+ * any more. */
+void coll_engine_op_end(coll_ctx_t *c);
 
 /* Algorithms (one per file) and selection (coll_select.c) */
 tide_status_t coll_allreduce_ring(coll_ctx_t *c, const coll_op_t *op);

@@ -40,6 +40,7 @@
 #define ZC_MIN       (128 * 1024) /* TCP-only peers: messages from this size go unstaged */
 #define ZC_PIECE_MIN (4 * 1024)   /* ... in writes of at least this (less: staged) */
 #define BATCH_SLICES 16 /* slices per write batch at most: its signal goes in band (tcp: < 64) */
+#define ZONE_MIN     (128 * 1024) /* TCP-only peers: receives from this size land in place */
 
 typedef struct eng_peer {
     uint64_t sent;   /* bytes pushed (copied to stage and written or being written) */
@@ -52,10 +53,16 @@ typedef struct eng_peer {
     bool tcp_only;     /* only TCP reaches it: signals in band, batches in order */
     uint64_t consumed; /* bytes taken from its stream */
     uint64_t credited; /* consumed bytes returned to it */
+    /* A receive from it of stream bytes [zone_pos, zone_end) lands in
+     * place: its ring range is a landing zone (see eng_expect). */
+    bool zone_open;
+    uint64_t zone_pos, zone_end;
+    p2p_zone_t zone;
 } eng_peer_t;
 
 struct eng_state {
     size_t ring;
+    int zones; /* peers with a zone open */
     char *recv, *stage;
     uint32_t recv_id, stage_id;
     eng_peer_t *peers;
@@ -217,13 +224,73 @@ static bool eng_flushed(coll_ctx_t *c, int peer)
     return p->posted == p->sent && p->zc == 0;
 }
 
+/* Return consumed ring space to peer; not a zone's, while it is open:
+ * the sender could otherwise write the ring's next lap there, which the
+ * zone would take for this one's. */
 static void eng_credit(coll_ctx_t *c, int peer)
 {
     eng_peer_t *p = &c->eng->peers[peer];
-    if (p->consumed > p->credited) {
-        p->credited = p->consumed;
-        p2p_signal_post(c->engine, peer, CHAN_CREDIT, p->consumed);
+    uint64_t upto = p->zone_open ? TIDE_MIN(p->consumed, p->zone_pos) : p->consumed;
+    if (upto > p->credited) {
+        p->credited = upto;
+        p2p_signal_post(c->engine, peer, CHAN_CREDIT, upto);
     }
+}
+
+/* Close peer's zone. Runs that landed but were not taken (an operation
+ * that ended early) go where the stream has them, into the ring. */
+static void zone_close(coll_ctx_t *c, int peer)
+{
+    struct eng_state *s = c->eng;
+    eng_peer_t *p = &s->peers[peer];
+    coll_poll_end(c, false); /* a zone closes under the progress we may hold */
+    p2p_zone_close(c->engine, &p->zone);
+    p->zone_open = false;
+    s->zones--;
+    for (uint32_t i = 0; i < p->zone.n; i++) {
+        uint64_t rel = p->zone.runs[i].off - p->zone.off, len = p->zone.runs[i].len;
+        if (p->zone_pos + rel + len > p->consumed)
+            memcpy(s->recv + p->zone.runs[i].off, p->zone.dst + rel, len);
+    }
+}
+
+/* A receive of len bytes into dst begins with the next byte of peer's
+ * stream: over TCP, have the frames that carry it land in dst rather than
+ * in the ring (a landing zone over the ring range, up to the ring's end),
+ * so that the receive needs no copy. What lands before the zone opens, or
+ * in frames that straddle its edges, is copied from the ring as before.
+ * Everything consumed before it is credited now: the sender needs none of
+ * the zone's space back to send into it. */
+static void eng_expect(coll_ctx_t *c, int peer, char *dst, size_t len)
+{
+    struct eng_state *s = c->eng;
+    eng_peer_t *p = &s->peers[peer];
+    if (!p->tcp_only || len < ZONE_MIN || (p->zone_open && p->zone_pos == p->consumed))
+        return;
+    if (p->zone_open) /* the previous receive left early */
+        zone_close(c, peer);
+    if (p2p_signal_value(c->engine, peer, CHAN_DATA) >= p->consumed + len)
+        return; /* all of it is in the ring already */
+    size_t pos = p->consumed % s->ring, zlen = TIDE_MIN(len, s->ring - pos);
+    if (zlen < ZONE_MIN)
+        return;
+    p->zone = (p2p_zone_t){
+        .seg = s->recv_id, .off = (uint64_t)peer * s->ring + pos, .len = zlen, .dst = dst};
+    if (p2p_zone_open(c->engine, &p->zone) != TIDE_SUCCESS)
+        return;
+    p->zone_open = true;
+    p->zone_pos = p->consumed;
+    p->zone_end = p->consumed + zlen;
+    s->zones++;
+    eng_credit(c, peer);
+}
+
+void coll_engine_op_end(coll_ctx_t *c)
+{
+    struct eng_state *s = c->eng;
+    for (int r = 0; s->zones > 0 && r < c->nranks; r++)
+        if (s->peers[r].zone_open)
+            zone_close(c, r);
 }
 
 static int64_t eng_peek(coll_ctx_t *c, int peer, const char **data)
@@ -240,8 +307,17 @@ static int64_t eng_peek(coll_ctx_t *c, int peer, const char **data)
     }
     uint64_t avail = data_at - p->consumed;
     size_t pos = p->consumed % s->ring;
+    size_t n = TIDE_MIN((size_t)avail, s->ring - pos);
     *data = s->recv + (size_t)peer * s->ring + pos;
-    return (int64_t)TIDE_MIN((size_t)avail, s->ring - pos);
+    if (p->zone_open && n > 0 && p->consumed >= p->zone_pos && p->consumed < p->zone_end) {
+        /* landed in place, or in the ring up to the next run that did */
+        uint64_t at = (uint64_t)peer * s->ring + pos, next;
+        uint64_t run = p2p_zone_landed(&p->zone, at, &next);
+        if (run > 0)
+            *data = p->zone.dst + (at - p->zone.off);
+        n = TIDE_MIN(n, (size_t)(run > 0 ? run : next - at));
+    }
+    return (int64_t)n;
 }
 
 static void eng_consume(coll_ctx_t *c, int peer, size_t n)
@@ -249,6 +325,8 @@ static void eng_consume(coll_ctx_t *c, int peer, size_t n)
     struct eng_state *s = c->eng;
     eng_peer_t *p = &s->peers[peer];
     p->consumed += n;
+    if (p->zone_open && p->consumed >= p->zone_end)
+        zone_close(c, peer);
     if (p->consumed - p->credited >= s->ring / 4)
         eng_credit(c, peer);
 }
@@ -259,6 +337,7 @@ const coll_pipe_ops_t coll_engine_pipe = {
     .peek = eng_peek,
     .consume = eng_consume,
     .flushed = eng_flushed,
+    .expect = eng_expect,
     /* No .pulled: space goes back a quarter of the ring at a time (in
      * eng_consume), never after each message, which would cost a message of
      * its own each time; the sender always has three quarters of the ring
