@@ -15,12 +15,31 @@
  * A rank must not combine into the bytes it is still sending, so each
  * exchange sends one buffer and writes mine op partner's into the other
  * (one pass, as the data arrives): input -> output -> scratch -> output
- * ..., with one copy at the end when the result is in scratch. The lower
- * rank's value always goes first, so both partners compute the same bits
- * (min and max of a NaN, signed zeros).
+ * ..., with one copy at the end when the result is in scratch. Over shared
+ * memory a send whose value fits in the partner's ring is pushed whole
+ * first; then the value is combined in place where it is writable (not
+ * the caller's input), which saves that copy in place (np=2: one exchange,
+ * in place). The lower rank's value always goes first, so both partners
+ * compute the same bits (min and max of a NaN, signed zeros).
  */
 #include <string.h>
 #include "coll_ctx.h"
+
+/* Push all of send step s now, without waiting: true when it is complete
+ * (its bytes are in the partner's ring), false when the ring had no room
+ * for all of it or *st failed. */
+static bool pushed_whole(coll_ctx_t *c, coll_step_t *s, tide_status_t *st)
+{
+    while (!coll_step_complete(c, s)) {
+        int64_t k = coll_step_move(c, s);
+        if (k <= 0) {
+            if (k < 0)
+                *st = (tide_status_t)k;
+            return false;
+        }
+    }
+    return true;
+}
 
 tide_status_t coll_allreduce_rd(coll_ctx_t *c, const coll_op_t *op)
 {
@@ -59,7 +78,18 @@ tide_status_t coll_allreduce_rd(coll_ctx_t *c, const coll_op_t *op)
         coll_step_t s[2] = {
             coll_send_step(partner, cur, bytes),
             coll_recv_combine_step(partner, dst, cur, bytes, op->dtype, op->redop, es, vp < vr)};
-        st = coll_xfer(c, s, 2, "exchange");
+        if ((cur != op->sbuf || op->sbuf == op->rbuf) && c->pipe[partner] == &coll_shm_pipe &&
+            pushed_whole(c, &s[0], &st)) {
+            /* sent: combine into cur itself, the lower rank's value first */
+            s[1] = coll_recv_step(partner, (char *)cur, bytes,
+                                  vp < vr ? coll_reduce_fn_swapped(op->dtype, op->redop)
+                                          : coll_reduce_fn(op->dtype, op->redop),
+                                  es);
+            st = coll_xfer(c, &s[1], 1, "exchange");
+            continue;
+        }
+        if (st == TIDE_SUCCESS)
+            st = coll_xfer(c, s, 2, "exchange");
         cur = dst;
     }
 #undef OTHER

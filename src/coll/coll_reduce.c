@@ -172,6 +172,13 @@ const char *coll_redop_name(tide_redop_t op)
     return coll_redop_valid(op) ? names[op] : "?";
 }
 
+coll_reduce_fn_t coll_reduce_fn_swapped(tide_dtype_t dtype, tide_redop_t op)
+{
+    if (!coll_dtype_valid(dtype) || !coll_redop_valid(op))
+        return NULL;
+    return __atomic_load_n(&active, __ATOMIC_ACQUIRE)->fn2r[dtype][op];
+}
+
 coll_reduce3_fn_t coll_reduce3_fn(tide_dtype_t dtype, tide_redop_t op)
 {
     if (!coll_dtype_valid(dtype) || !coll_redop_valid(op))
@@ -183,8 +190,8 @@ void coll_reduce3(void *dst, const void *a, const void *b, size_t count, tide_dt
                   tide_redop_t op)
 {
     const coll_kernels_t *k = __atomic_load_n(&active, __ATOMIC_ACQUIRE);
-    if (dst == b) /* acc = b op a: every op here is commutative */
-        k->fn2[dtype][op](dst, a, count);
+    if (dst == b) /* acc = a op acc */
+        k->fn2r[dtype][op](dst, a, count);
     else if (dst == a)
         k->fn2[dtype][op](dst, b, count);
     else

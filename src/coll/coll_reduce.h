@@ -18,10 +18,12 @@ typedef void (*coll_reduce_fn_t)(void *acc, const void *in, size_t count);
 typedef void (*coll_reduce3_fn_t)(void *dst, const void *a, const void *b, size_t count);
 
 /* One instruction set's kernels: fn2 in place (acc and in must not
- * overlap), fn3 three-operand (dst must overlap neither a nor b). */
+ * overlap), fn2r in place with the operands swapped (acc = in op acc),
+ * fn3 three-operand (dst must overlap neither a nor b). */
 typedef struct coll_kernels {
     const char *isa;
     coll_reduce_fn_t fn2[TIDE_DTYPE_COUNT][TIDE_REDOP_COUNT];
+    coll_reduce_fn_t fn2r[TIDE_DTYPE_COUNT][TIDE_REDOP_COUNT];
     coll_reduce3_fn_t fn3[TIDE_DTYPE_COUNT][TIDE_REDOP_COUNT];
 } coll_kernels_t;
 
@@ -47,6 +49,10 @@ const char *coll_reduce_isa(void);
 
 /* NULL for an unknown dtype or op. */
 coll_reduce_fn_t coll_reduce_fn(tide_dtype_t dtype, tide_redop_t op);
+
+/* acc[i] = in[i] op acc[i] (the operands of coll_reduce_fn swapped); NULL
+ * for an unknown dtype or op. */
+coll_reduce_fn_t coll_reduce_fn_swapped(tide_dtype_t dtype, tide_redop_t op);
 
 /* The three-operand kernel in use; NULL for an unknown dtype or op. */
 coll_reduce3_fn_t coll_reduce3_fn(tide_dtype_t dtype, tide_redop_t op);

@@ -1,7 +1,9 @@
 /*
- * The reduction kernels, every dtype x op, in two forms: in place
- * (acc[i] = acc[i] op in[i]) and three-operand (dst[i] = a[i] op b[i], one
- * pass where a copy and an in-place pass would take two).
+ * The reduction kernels, every dtype x op, in three forms: in place
+ * (acc[i] = acc[i] op in[i]), in place with the operands swapped
+ * (acc[i] = in[i] op acc[i]: min and max of a NaN or of zeros of both
+ * signs depend on the order) and three-operand (dst[i] = a[i] op b[i],
+ * one pass where a copy and an in-place pass would take two).
  *
  * Plain loops over restrict pointers that the compiler vectorises. This
  * file is built once per instruction set (COLL_KERN_ISA: baseline, avx2,
@@ -38,6 +40,13 @@
         const T *restrict in = inv;                                                                \
         for (size_t i = 0; i < n; i++)                                                             \
             acc[i] = BACK(OP(CV(acc[i]), CV(in[i])));                                              \
+    }                                                                                              \
+    static void name##_2r(void *restrict accv, const void *restrict inv, size_t n)                 \
+    {                                                                                              \
+        T *restrict acc = accv;                                                                    \
+        const T *restrict in = inv;                                                                \
+        for (size_t i = 0; i < n; i++)                                                             \
+            acc[i] = BACK(OP(CV(in[i]), CV(acc[i])));                                              \
     }                                                                                              \
     static void name##_3(void *restrict dstv, const void *restrict av, const void *restrict bv,    \
                          size_t n)                                                                 \
@@ -119,6 +128,12 @@ HALF_KERNELS(bf16, bf16_to_float, float_to_bf16)
         const uint16_t *in = inv;                                                                  \
         F16C_LOOP(VOP, OP, acc, acc, in)                                                           \
     }                                                                                              \
+    static void name##_2r(void *restrict accv, const void *restrict inv, size_t n)                 \
+    {                                                                                              \
+        uint16_t *acc = accv;                                                                      \
+        const uint16_t *in = inv;                                                                  \
+        F16C_LOOP(VOP, OP, acc, in, acc)                                                           \
+    }                                                                                              \
     static void name##_3(void *restrict dstv, const void *restrict av, const void *restrict bv,    \
                          size_t n)                                                                 \
     {                                                                                              \
@@ -151,5 +166,6 @@ HALF_KERNELS(f16, half_to_float, float_to_half)
 const coll_kernels_t KERN_CAT(coll_kernels_, COLL_KERN_ISA) = {
     .isa = KERN_STR(COLL_KERN_ISA),
     .fn2 = TABLE(_2),
+    .fn2r = TABLE(_2r),
     .fn3 = TABLE(_3),
 };

@@ -220,13 +220,16 @@ static bool same(tide_dtype_t dt, const void *x, const void *y)
     }
 }
 
-/* Run one kernel set's in-place and three-operand forms over a and b (n
- * elements) and compare every element with the reference. */
+/* Run one kernel set's in-place (both operand orders) and three-operand
+ * forms over a and b (n elements) and compare every element with the
+ * reference. */
 static void check_set(const coll_kernels_t *k, tide_dtype_t dt, tide_redop_t op,
                       const unsigned char *a, const unsigned char *b, size_t n)
 {
     size_t es = tide_dtype_size(dt);
-    unsigned char *want = malloc(n * es), *acc = malloc(n * es), *dst = malloc(n * es);
+    unsigned char *want = malloc(n * es), *acc = malloc(n * es), *dst = malloc(n * es),
+                  *swapped = malloc(n * es);
+    assert_non_null(swapped);
     assert_non_null(want);
     assert_non_null(acc);
     assert_non_null(dst);
@@ -236,7 +239,12 @@ static void check_set(const coll_kernels_t *k, tide_dtype_t dt, tide_redop_t op,
     k->fn2[dt][op](acc, b, n);
     memset(dst, 0xa5, n * es);
     k->fn3[dt][op](dst, a, b, n);
+    memcpy(swapped, b, n * es);
+    k->fn2r[dt][op](swapped, a, n); /* b = a op b */
     for (size_t i = 0; i < n; i++) {
+        if (!same(dt, swapped + i * es, want + i * es))
+            fail_msg("%s %s %s in place, swapped: element %zu differs", k->isa, coll_dtype_name(dt),
+                     coll_redop_name(op), i);
         if (!same(dt, acc + i * es, want + i * es))
             fail_msg("%s %s %s in place: element %zu differs", k->isa, coll_dtype_name(dt),
                      coll_redop_name(op), i);
@@ -247,6 +255,34 @@ static void check_set(const coll_kernels_t *k, tide_dtype_t dt, tide_redop_t op,
     free(want);
     free(acc);
     free(dst);
+    free(swapped);
+}
+
+/* Where the order of the operands shows (min and max of a NaN, or of
+ * zeros of both signs), every form keeps it: a op b in place, swapped and
+ * three-operand alike. */
+static void check_order(const coll_kernels_t *k, tide_dtype_t dt)
+{
+    enum { N = 4 };
+    const double av[N] = {0.0, -0.0, NAN, 1.0}, bv[N] = {-0.0, 0.0, 1.0, NAN};
+    unsigned char a[N * 8], b[N * 8];
+    for (int i = 0; i < N; i++) {
+        if (dt == TIDE_FLOAT16) {
+            ((uint16_t *)a)[i] = coll_float_to_half((float)av[i]);
+            ((uint16_t *)b)[i] = coll_float_to_half((float)bv[i]);
+        } else if (dt == TIDE_BFLOAT16) {
+            ((uint16_t *)a)[i] = coll_float_to_bf16((float)av[i]);
+            ((uint16_t *)b)[i] = coll_float_to_bf16((float)bv[i]);
+        } else if (dt == TIDE_FLOAT32) {
+            ((float *)a)[i] = (float)av[i];
+            ((float *)b)[i] = (float)bv[i];
+        } else {
+            ((double *)a)[i] = av[i];
+            ((double *)b)[i] = bv[i];
+        }
+    }
+    check_set(k, dt, TIDE_MIN, a, b, N);
+    check_set(k, dt, TIDE_MAX, a, b, N);
 }
 
 /* Every kernel of every set this CPU runs, against the reference. */
@@ -270,6 +306,9 @@ static void test_kernels(void **state)
                 }
                 check_set(k, (tide_dtype_t)dt, (tide_redop_t)op, a, b, N);
             }
+            if (dt == TIDE_FLOAT16 || dt == TIDE_BFLOAT16 || dt == TIDE_FLOAT32 ||
+                dt == TIDE_FLOAT64)
+                check_order(k, (tide_dtype_t)dt);
             free(a);
             free(b);
         }
