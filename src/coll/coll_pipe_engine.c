@@ -36,7 +36,8 @@
  * messages never waits for an ACK (8 and 8: 6.5 us per 8-byte allreduce
  * at np=2 over TCP; 48 and 32: 5.4-5.9). */
 #define INFLIGHT_MAX 48
-#define LAZY_ACK_MAX (16 * 1024)  /* batches up to this size are acknowledged lazily */
+#define LAZY_ACK_MAX                                                                               \
+    (16 * 1024) /* batches up to this size are acknowledged lazily (TCP-only: all) */
 #define ZC_MIN       (128 * 1024) /* TCP-only peers: messages from this size go unstaged */
 #define ZC_PIECE_MIN (4 * 1024)   /* ... in writes of at least this (less: staged) */
 #define BATCH_SLICES 16 /* slices per write batch at most: its signal goes in band (tcp: < 64) */
@@ -132,10 +133,14 @@ static int64_t eng_write_progress(coll_ctx_t *c, int peer)
                                     len};
         from += len;
     }
-    /* Small batches are acknowledged lazily: nothing here waits on their
+    /* Staged batches are acknowledged lazily: nothing here waits on their
      * completion (the receiver's DATA signal and CREDIT are what count),
-     * and an ACK per message costs each side a system call. */
-    unsigned flags = from - p->posted <= LAZY_ACK_MAX ? P2P_BATCH_LAZY_ACK : 0;
+     * and an ACK per message costs each side a system call. To a peer
+     * that only TCP reaches, whatever their size: up to INFLIGHT_MAX may
+     * be in flight, so none waits for an ACK (np=2, allgather of 64 KiB:
+     * 18.6-19.9 -> 15.1-15.8 us). Elsewhere only small ones: one batch at
+     * a time there, and the next would wait for the lazy ACK. */
+    unsigned flags = p->tcp_only || from - p->posted <= LAZY_ACK_MAX ? P2P_BATCH_LAZY_ACK : 0;
     tide_batch_t *b;
     tide_status_t st = p2p_batch_submit_signal(c->engine, req, n, flags, peer, CHAN_DATA, from, &b);
     if (st != TIDE_SUCCESS)
