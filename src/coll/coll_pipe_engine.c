@@ -242,8 +242,10 @@ static void eng_credit(coll_ctx_t *c, int peer)
     }
 }
 
-/* Close peer's zone. Runs that landed but were not taken (an operation
- * that ended early) go where the stream has them, into the ring. */
+/* Close peer's zone: nothing lands in its destination any more. (Runs an
+ * operation that failed had not taken are lost to the pipe's stream, as
+ * are the bytes of its messages still in the ring: a failed operation
+ * leaves its pipes out of step either way.) */
 static void zone_close(coll_ctx_t *c, int peer)
 {
     struct eng_state *s = c->eng;
@@ -252,11 +254,6 @@ static void zone_close(coll_ctx_t *c, int peer)
     p2p_zone_close(c->engine, &p->zone);
     p->zone_open = false;
     s->zones--;
-    for (uint32_t i = 0; i < p->zone.n; i++) {
-        uint64_t rel = p->zone.runs[i].off - p->zone.off, len = p->zone.runs[i].len;
-        if (p->zone_pos + rel + len > p->consumed)
-            memcpy(s->recv + p->zone.runs[i].off, p->zone.dst + rel, len);
-    }
 }
 
 /* A receive of len bytes into dst begins with the next byte of peer's
