@@ -36,8 +36,7 @@
  * messages never waits for an ACK (8 and 8: 6.5 us per 8-byte allreduce
  * at np=2 over TCP; 48 and 32: 5.4-5.9). */
 #define INFLIGHT_MAX 48
-#define LAZY_ACK_MAX                                                                               \
-    (16 * 1024) /* batches up to this size are acknowledged lazily (TCP-only: all) */
+#define LAZY_ACK_MAX (16 * 1024)  /* staged batches acknowledged lazily (TCP-only: all) */
 #define ZC_MIN       (128 * 1024) /* TCP-only peers: messages from this size go unstaged */
 #define ZC_PIECE_MIN (4 * 1024)   /* ... in writes of at least this (less: staged) */
 #define BATCH_SLICES 16 /* slices per write batch at most: its signal goes in band (tcp: < 64) */
@@ -235,7 +234,7 @@ static bool eng_flushed(coll_ctx_t *c, int peer)
 static void eng_credit(coll_ctx_t *c, int peer)
 {
     eng_peer_t *p = &c->eng->peers[peer];
-    uint64_t upto = p->zone_open ? TIDE_MIN(p->consumed, p->zone_pos) : p->consumed;
+    uint64_t upto = p->zone_open ? p->zone_pos : p->consumed; /* consumed >= zone_pos */
     if (upto > p->credited) {
         p->credited = upto;
         p2p_signal_post(c->engine, peer, CHAN_CREDIT, upto);
@@ -269,7 +268,7 @@ static void eng_expect(coll_ctx_t *c, int peer, char *dst, size_t len)
     eng_peer_t *p = &s->peers[peer];
     if (!p->tcp_only || len < ZONE_MIN || (p->zone_open && p->zone_pos == p->consumed))
         return;
-    if (p->zone_open) /* the previous receive left early */
+    if (p->zone_open) /* never left open by a receive, but p->zone is reused below */
         zone_close(c, peer);
     if (p2p_signal_value(c->engine, peer, CHAN_DATA) >= p->consumed + len)
         return; /* all of it is in the ring already */
@@ -311,7 +310,7 @@ static int64_t eng_peek(coll_ctx_t *c, int peer, const char **data)
     size_t pos = p->consumed % s->ring;
     size_t n = TIDE_MIN((size_t)avail, s->ring - pos);
     *data = s->recv + (size_t)peer * s->ring + pos;
-    if (p->zone_open && n > 0 && p->consumed >= p->zone_pos && p->consumed < p->zone_end) {
+    if (p->zone_open && n > 0 && p->consumed < p->zone_end) { /* consumed >= zone_pos */
         /* landed in place, or in the ring up to the next run that did */
         uint64_t at = (uint64_t)peer * s->ring + pos, next;
         uint64_t run = p2p_zone_landed(&p->zone, at, &next);

@@ -373,8 +373,10 @@ bool p2p_peer_tcp_only(tide_engine_t *e, int peer)
 
 tide_status_t p2p_zone_open(tide_engine_t *e, p2p_zone_t *z)
 {
-    if (!z || !z->dst || z->len == 0)
+    if (!z || !z->dst || z->len == 0) {
+        tide_error("p2p_zone_open: need a zone with a destination and a length");
         return TIDE_ERR_INVALID;
+    }
     z->n = 0;
     z->reserved = 0;
     for (int i = 0; i < e->ntr; i++)

@@ -78,8 +78,8 @@
       "Socket send/receive buffer size for TCP streams (0: the system default).")                  \
     X(TCP_CONGESTION, "TIDE_TCP_CONGESTION", STR, "auto", "",                                      \
       "Congestion control of TCP streams: auto (reno between two addresses of one host, where "    \
-      "there is no network to share and a paced algorithm such as bbr only costs the sender; "     \
-      "the system's otherwise), system, or an algorithm for every stream (cubic, reno, ...).")     \
+      "there is no network to share and bbr's pacing can only slow transfers down; the "           \
+      "system's otherwise), system, or an algorithm for every stream (cubic, reno, ...).")         \
     X(SLICE_SIZE, "TIDE_SLICE_SIZE", SIZE, "64K", "4K:16M",                                        \
       "Requests larger than this are split into slices of this size.")                             \
     X(CHUNK_SIZE, "TIDE_CHUNK_SIZE", SIZE, "1M", "1:1G",                                           \

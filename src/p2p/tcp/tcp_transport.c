@@ -152,8 +152,9 @@ static void tcp_send_locked(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, siz
 
 /* Options of a connected stream socket: no Nagle delay, the configured
  * buffer sizes, and the congestion control TIDE_TCP_CONGESTION asks for
- * (auto: reno within one host, where a paced algorithm such as bbr costs
- * the sender about a third more per megabyte and shares no network). */
+ * (auto: reno within one host, where there is no network to share and
+ * bbr's pacing made 1 MiB transfers 1.3-2x slower in some runs, as fast in
+ * others, depending on the connection's history; docs/performance.md). */
 static void sock_tune(tcp_ctx_t *c, int fd)
 {
     int one = 1, buf = (int)c->e->sockbuf;
