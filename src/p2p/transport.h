@@ -93,11 +93,14 @@ extern const p2p_transport_ops_t p2p_tcp_transport;
 extern const p2p_transport_ops_t p2p_rdma_transport;
 
 /* TCP test hooks: break stream `index` to peer as a failing link would;
- * the slices written on all streams to peer so far; the congestion
- * control of stream `index` to peer, or (target) of the stream peer
- * opened to us as its `index` (false: no such stream connected). */
+ * the slices written on all streams to peer so far; the connections open
+ * with peer (ours, adopted ones included, and those we only answer on);
+ * the congestion control of stream `index` to peer, or (target) of the
+ * stream peer opened to us as its `index` (false: no such stream
+ * connected). */
 void p2p_tcp_break_stream(tide_engine_t *e, int peer, int index);
 uint64_t p2p_tcp_slices(tide_engine_t *e, int peer);
+int p2p_tcp_sockets(tide_engine_t *e, int peer);
 bool p2p_tcp_stream_cc(tide_engine_t *e, int peer, int index, bool target, char *buf, size_t cap);
 
 #endif

@@ -879,6 +879,198 @@ static void test_zone_closed_mid_frame(void **state)
     free(zbuf);
 }
 
+/* ------------------------------------------------------ duplex streams */
+
+/* Each rank writes `len` bytes of its own (src[r]) into a segment of the
+ * other's (dst[1 - r]). */
+typedef struct duplex {
+    pair_t *p;
+    size_t len;
+    unsigned char *src[2], *dst[2];
+    uint32_t sid[2], did[2];
+    tide_batch_t *b[2];
+} duplex_t;
+
+static void duplex_setup(pair_t *p, duplex_t *d, size_t len)
+{
+    memset(d, 0, sizeof(*d));
+    d->p = p;
+    d->len = len;
+    for (int r = 0; r < 2; r++) {
+        d->src[r] = malloc(len);
+        d->dst[r] = calloc(1, len);
+        assert_non_null(d->src[r]);
+        assert_non_null(d->dst[r]);
+        fill(d->src[r], len);
+        assert_int_equal(tide_segment_register(p->eng[r], d->src[r], len, &d->sid[r]),
+                         TIDE_SUCCESS);
+        assert_int_equal(tide_segment_register(p->eng[r], d->dst[r], len, &d->did[r]),
+                         TIDE_SUCCESS);
+    }
+    for (int r = 0; r < 2; r++)
+        assert_int_equal(tide_segment_open(p->eng[r], 1 - r, d->did[1 - r], 5000), TIDE_SUCCESS);
+}
+
+static void duplex_submit(duplex_t *d, int r)
+{
+    tide_request_t q = {TIDE_OP_WRITE, d->sid[r], 0, 1 - r, d->did[1 - r], 0, d->len};
+    memset(d->dst[1 - r], 0, d->len);
+    assert_int_equal(tide_batch_submit(d->p->eng[r], &q, 1, 0, &d->b[r]), TIDE_SUCCESS);
+}
+
+static void duplex_wait(duplex_t *d, int r)
+{
+    assert_int_equal(tide_batch_wait(d->b[r], 20000), TIDE_SUCCESS);
+    tide_batch_free(d->b[r]);
+    d->b[r] = NULL;
+    expect_equal(d->dst[1 - r], d->src[r], d->len, r ? "rank 1 -> rank 0" : "rank 0 -> rank 1");
+}
+
+static void duplex_free(duplex_t *d)
+{
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(tide_segment_free(d->p->eng[r], d->sid[r]), TIDE_SUCCESS);
+        assert_int_equal(tide_segment_free(d->p->eng[r], d->did[r]), TIDE_SUCCESS);
+        free(d->src[r]);
+        free(d->dst[r]);
+    }
+}
+
+/* Small socket buffers: sends stop halfway through frames often, and
+ * answers then wait for the frame to finish. */
+static int setup_tcp_small(void **state)
+{
+    setenv("TIDE_TCP_SOCKBUF", "64K", 1);
+    *state = pair_open(TIDE_TRANSPORT_TCP);
+    unsetenv("TIDE_TCP_SOCKBUF");
+    return 0;
+}
+
+/* The rank that did not connect adopts the streams that reached it and
+ * sends on them: the pair shares one connection per stream index. */
+static void test_duplex_streams(void **state)
+{
+    pair_t *p = *state;
+    duplex_t d;
+    duplex_setup(p, &d, 8 << 20);
+    test_log_capture_start();
+    for (int r = 0; r < 2; r++) { /* rank 0 first: its streams connect */
+        duplex_submit(&d, r);
+        duplex_wait(&d, r);
+    }
+    assert_int_equal(p2p_tcp_sockets(p->eng[0], 1), p->eng[0]->tcp_streams);
+    assert_int_equal(p2p_tcp_sockets(p->eng[1], 0), p->eng[1]->tcp_streams);
+    assert_true(p2p_tcp_slices(p->eng[1], 0) > 0); /* rank 1 sent on them */
+    for (int round = 0; round < 3; round++) {      /* both ways at once */
+        duplex_submit(&d, 0);
+        duplex_submit(&d, 1);
+        duplex_wait(&d, 1);
+        duplex_wait(&d, 0);
+    }
+    assert_int_equal(p2p_tcp_sockets(p->eng[1], 0), p->eng[1]->tcp_streams);
+    /* and no stream failed: frames of both roles never interleaved */
+    assert_false(test_log_contains("closing stream"));
+    assert_false(test_log_contains("FAILED"));
+    duplex_free(&d);
+}
+
+/* An adopted stream breaks while both ranks have data on it: each moves
+ * its slices to another stream, and every byte arrives. */
+static void test_duplex_stream_broken(void **state)
+{
+    pair_t *p = *state;
+    duplex_t d;
+    duplex_setup(p, &d, 32 << 20);
+    duplex_submit(&d, 0);
+    duplex_wait(&d, 0);
+    for (int round = 0; round < 4; round++) {
+        duplex_submit(&d, 0);
+        duplex_submit(&d, 1);
+        /* rank 1's end: the stream rank 0 opened, that rank 1 adopted */
+        p2p_tcp_break_stream(p->eng[1], 0, round % 2);
+        duplex_wait(&d, 0);
+        duplex_wait(&d, 1);
+    }
+    duplex_free(&d);
+}
+
+typedef struct duplex_arg {
+    duplex_t *d;
+    int rank;
+    int *go;
+} duplex_arg_t;
+
+static void *duplex_rank(void *arg)
+{
+    duplex_arg_t *a = arg;
+    while (!__atomic_load_n(a->go, __ATOMIC_ACQUIRE))
+        ;
+    duplex_submit(a->d, a->rank);
+    return NULL;
+}
+
+/* Both ranks connect at the same moment: whatever each adopts or keeps,
+ * data flows both ways whole, over one or two connections per index. */
+static void test_duplex_simultaneous(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 4; round++) {
+        pair_t *p = pair_open(TIDE_TRANSPORT_TCP);
+        duplex_t d;
+        int go = 0;
+        pthread_t t[2];
+        duplex_arg_t a[2] = {{&d, 0, &go}, {&d, 1, &go}};
+        duplex_setup(p, &d, 4 << 20);
+        for (int r = 0; r < 2; r++)
+            pthread_create(&t[r], NULL, duplex_rank, &a[r]);
+        __atomic_store_n(&go, 1, __ATOMIC_RELEASE);
+        for (int r = 0; r < 2; r++)
+            pthread_join(t[r], NULL);
+        duplex_wait(&d, 0);
+        duplex_wait(&d, 1);
+        for (int r = 0; r < 2; r++) {
+            int n = p2p_tcp_sockets(p->eng[r], 1 - r);
+            assert_true(n >= p->eng[r]->tcp_streams && n <= 2 * p->eng[r]->tcp_streams);
+        }
+        duplex_submit(&d, 1);
+        duplex_wait(&d, 1);
+        duplex_free(&d);
+        pair_close(p);
+    }
+}
+
+/* A client that says hello as rank 0's stream 0 before rank 0 ever
+ * connected is adopted; it then answers what rank 1 never asked: rank 1
+ * drops it, and reaches the real rank 0 over a stream of its own. */
+static void test_adopted_hostile(void **state)
+{
+    pair_t *p = *state;
+    duplex_t d;
+    duplex_setup(p, &d, 256 << 10);
+    test_log_capture_start();
+    int fd = raw_connect(p);
+    uint8_t b[TCP_HELLO_LEN];
+    tcp_hello_t h = {.rank = 0, .index = 0};
+    memcpy(h.token, p->eng[1]->self.token, 16);
+    tcp_hello_encode(b, &h);
+    raw_send(fd, b, sizeof(b));
+    for (int i = 0; i < 200 && p2p_tcp_sockets(p->eng[1], 0) == 0; i++)
+        usleep(5000);
+    assert_int_equal(p2p_tcp_sockets(p->eng[1], 0), 1); /* adopted as stream 0 */
+    uint8_t ack[TCP_HDR_LEN];
+    tcp_frame_t f = {.op = TCP_OP_ACK, .tag = 3};
+    tcp_frame_encode(ack, &f);
+    raw_send(fd, ack, sizeof(ack));
+    assert_true(closed_by_engine(fd));
+    close(fd);
+    assert_true(test_log_contains("ACK for more frames than were in flight"));
+    duplex_submit(&d, 1);
+    duplex_wait(&d, 1);
+    duplex_submit(&d, 0);
+    duplex_wait(&d, 0);
+    duplex_free(&d);
+}
+
 /* Adjacent small requests become one slice; the bytes are the same. */
 static void test_coalesced(void **state)
 {
@@ -1409,6 +1601,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_frame_flags),
         cmocka_unit_test_setup_teardown(test_hostile_clients, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_zone_closed_mid_frame, setup_tcp, teardown),
+        cmocka_unit_test_setup_teardown(test_duplex_streams, setup_tcp_small, teardown),
+        cmocka_unit_test_setup_teardown(test_duplex_stream_broken, setup_tcp, teardown),
+        cmocka_unit_test(test_duplex_simultaneous),
+        cmocka_unit_test_setup_teardown(test_adopted_hostile, setup_tcp, teardown),
         cmocka_unit_test(test_from_store),
         cmocka_unit_test(test_congestion_control),
         cmocka_unit_test_setup_teardown(test_landing_zones, setup_tcp, teardown),

@@ -4,17 +4,29 @@
  * starting with a hello that carries the peer's token (learnt through the
  * store, so only members of the job can write into its segments).
  *
- * Initiator side of a stream: slices are queued (q) by the posting thread,
- * which also writes them out (writev of headers and payloads, no copy);
- * written slices wait in flight (f) for the target's answer: ACK n
- * completes the n oldest WRITE/NOTIFY slices, READ_RESP the oldest READ,
- * whose payload is received straight into local memory.
+ * Streams are duplex: a connection carries the requests of both ends, and
+ * each end's answers to the other's. The end that accepts a stream adopts
+ * it as its own stream `index` to the connecting rank when that slot is
+ * down and nobody is connecting it, so that a pair exchanging messages
+ * uses one connection per index, not one per direction: the kernel's
+ * acknowledgement of each message then rides on the next message going
+ * back, where two connections cost a pure ACK per message (1.1-1.9 us
+ * per exchange in a plain socket program, docs/performance.md). Where both ends connect at once,
+ * each keeps its own and answers on the other's: correct, only slower.
  *
- * Target side (whoever runs progress, see Threads): the hello is checked, then every
- * header: segment, offset and length are checked against the local
- * segment table before a byte of payload touches memory. A bad hello or
- * header costs that stream its connection, nothing else.
- * The target answers after each read, one ACK for what the read brought,
+ * Initiator role: slices are queued (q) by the posting thread, which also
+ * writes them out (writev of headers and payloads, no copy); written
+ * slices wait in flight (f) for the target's answer: ACK n completes the
+ * n oldest WRITE/NOTIFY slices, READ_RESP the oldest READ, whose payload
+ * is received straight into local memory.
+ *
+ * Target role (whoever runs progress, see Threads): the hello is checked,
+ * then every request header: segment, offset and length are checked
+ * against the local segment table before a byte of payload touches
+ * memory. A bad hello or header costs that stream its connection, nothing
+ * else. Answers are queued (o) and written by progress only; one frame is
+ * never begun on a socket while another is partly written. The target
+ * answers after each read, one ACK for what the read brought,
  * except frames flagged TCP_FLAG_LAZY_ACK (batches with
  * P2P_BATCH_LAZY_ACK, whose completion nobody waits on closely): those
  * are answered once LAZY_ACK_FRAMES are owed, or LAZY_ACK_NS after the
@@ -82,11 +94,12 @@ typedef struct tcp_out {
 typedef struct tcp_stream {
     struct tcp_ctx *ctx;
     int fd;
-    int peer; /* initiator: the target; target: the source (after hello) */
+    int peer; /* the rank at the other end (accepted: after the hello) */
     int index;
-    bool target, dead, hello_done;
+    bool target; /* accepted and not adopted: answers only, freed when it ends */
+    bool dead, hello_done;
     uint32_t events;
-    p2p_path_t path; /* initiator streams */
+    p2p_path_t path; /* ours (slots) */
     pthread_mutex_t lock;
     /* initiator: queued and in-flight slices (under lock) */
     p2p_slice_t *q_head, *q_tail, *f_head, *f_tail;
@@ -96,6 +109,7 @@ typedef struct tcp_stream {
     size_t rpos, rlen;
     bool drained; /* a recv came back short: the socket was empty (until epoll says) */
     bool in_payload;
+    bool rx_resp; /* the payload arriving answers our READ (f_head) */
     char *dst;
     uint32_t left;
     p2p_lseg_t *cur_seg;
@@ -105,14 +119,15 @@ typedef struct tcp_stream {
     char *seg_dst, *zone_dst;
     uint64_t f_off;
     uint32_t f_len;
-    /* target: answers to send (progress thread) */
+    /* target role: answers to send (progress; the queue under lock too) */
     uint32_t acks;     /* frames done, not acknowledged yet */
     bool ack_eager;    /* ... one of them without TCP_FLAG_LAZY_ACK: answer now */
     bool cur_lazy;     /* the WRITE whose payload is arriving has the flag */
     int64_t ack_since; /* > 0: acks owed lazily since then (counted in lazy_owed) */
     tcp_out_t *o_head, *o_tail;
     size_t o_off;
-    tide_list_t link;
+    tide_list_t link; /* on targets while it answers (accepted: from the accept;
+                         a slot: from its first request); accepted: then on dead */
 } tcp_stream_t;
 
 typedef struct tcp_peer {
@@ -239,9 +254,11 @@ static ssize_t send_iov(int fd, struct iovec *iov, int n, size_t skip)
     }
 }
 
-/* Write queued slices until done or the socket is full. Lock held.
- * Returns 0, or -1 with errno on a socket error. */
-static int init_flush(tcp_stream_t *st)
+static void out_release(struct tcp_ctx *c, tcp_out_t *o);
+
+/* Write queued slices until done or the socket is full: 1 all written, 0
+ * full, -1 a socket error (errno). Lock held. */
+static int flush_slices(tcp_stream_t *st)
 {
     while (st->q_head) {
         struct iovec iov[IOV_BATCH];
@@ -252,10 +269,8 @@ static int init_flush(tcp_stream_t *st)
                 iov[n++] = (struct iovec){s->local, s->len};
         }
         ssize_t w = send_iov(st->fd, iov, n, st->q_off);
-        if (w == -EAGAIN) {
-            set_events(st, EPOLLIN | EPOLLOUT);
+        if (w == -EAGAIN)
             return 0;
-        }
         if (w < 0)
             return -1;
         for (size_t left = (size_t)w; left > 0;) {
@@ -280,7 +295,60 @@ static int init_flush(tcp_stream_t *st)
             st->path.bytes += s->len;
         }
     }
-    set_events(st, EPOLLIN);
+    return 1;
+}
+
+/* Write queued answers, as flush_slices. Lock and progress held. */
+static int flush_answers(tcp_stream_t *st)
+{
+    while (st->o_head) {
+        struct iovec iov[IOV_BATCH];
+        int n = 0;
+        for (tcp_out_t *o = st->o_head; o && n + 2 <= IOV_BATCH; o = o->next) {
+            iov[n++] = (struct iovec){o->hdr, TCP_HDR_LEN};
+            if (o->len)
+                iov[n++] = (struct iovec){(void *)o->payload, o->len};
+        }
+        ssize_t w = send_iov(st->fd, iov, n, st->o_off);
+        if (w == -EAGAIN)
+            return 0;
+        if (w < 0)
+            return -1;
+        for (size_t left = (size_t)w; left > 0;) {
+            tcp_out_t *o = st->o_head;
+            size_t rem = TCP_HDR_LEN + o->len - st->o_off;
+            if (left < rem) {
+                st->o_off += left;
+                break;
+            }
+            left -= rem;
+            st->o_off = 0;
+            st->o_head = o->next;
+            if (!st->o_head)
+                st->o_tail = NULL;
+            out_release(st->ctx, o);
+        }
+    }
+    return 1;
+}
+
+/* Write what st has queued without blocking, and watch for room where
+ * some is left. Answers are written by progress only (`answers`), and a
+ * frame is begun only between frames: a slice partly out is finished
+ * first, and slices wait while an answer is partly out. Lock held.
+ * Returns 0, or -1 with errno on a socket error. */
+static int stream_flush(tcp_stream_t *st, bool answers)
+{
+    int rc = 1;
+    if (st->q_off > 0)
+        rc = flush_slices(st);
+    if (rc > 0 && answers)
+        rc = flush_answers(st);
+    if (rc > 0 && st->o_off == 0)
+        rc = flush_slices(st);
+    if (rc < 0)
+        return -1;
+    set_events(st, st->q_head || st->o_head ? EPOLLIN | EPOLLOUT : EPOLLIN);
     return 0;
 }
 
@@ -297,7 +365,7 @@ static bool stream_enqueue(tcp_stream_t *st, p2p_slice_t *head, p2p_slice_t *tai
     else
         st->q_head = head;
     st->q_tail = tail;
-    if (init_flush(st) != 0) {
+    if (stream_flush(st, false) != 0) {
         /* The progress thread sees the hang-up and fails the stream. */
         tide_info("path %s: send: %m", st->path.name);
         shutdown(st->fd, SHUT_RDWR);
@@ -423,7 +491,7 @@ static bool peer_connect(tcp_ctx_t *c, p2p_peer_t *peer, int timeout_ms, bool ag
         if (again && dead && !any)
             break; /* the next stream goes to the same listener */
     }
-    tp->connected = true;
+    __atomic_store_n(&tp->connected, true, __ATOMIC_RELEASE);
     if (again && !any)
         tp->retry_at = tide_time_ns() + RECONNECT_MS * TIDE_NS_PER_MS;
     pthread_mutex_unlock(&tp->lock);
@@ -570,10 +638,12 @@ static size_t tcp_post(void *ctx, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
 /* ------------------------------------------------------ stream failure */
 
 static void stream_fail_locked(tcp_stream_t *st, const char *why, tide_status_t fail_with);
+static void answers_drop(tcp_stream_t *st);
 
-/* Tear an initiator stream down and move its slices elsewhere (or fail
- * them with `fail_with` when it is not TIDE_SUCCESS). Progress thread or
- * fini. */
+/* Tear a stream of ours (a slot) down and move its slices elsewhere (or
+ * fail them with `fail_with` when it is not TIDE_SUCCESS); what it owed
+ * the peer goes too (the peer resends what it did not hear answered).
+ * Progress or fini. */
 static void stream_fail(tcp_stream_t *st, const char *why, tide_status_t fail_with)
 {
     tcp_ctx_t *c = st->ctx;
@@ -605,6 +675,8 @@ static void stream_fail_locked(tcp_stream_t *st, const char *why, tide_status_t 
     clear_events(st);
     close(st->fd);
     st->fd = -1;
+    answers_drop(st);
+    tide_list_remove(&st->link);
     if (st->f_tail) {
         st->f_tail->next = st->q_head;
         chain = st->f_head;
@@ -725,85 +797,6 @@ static int rx_payload(tcp_stream_t *st, const char **why)
     return 1;
 }
 
-/* Initiator: ACKs and READ_RESPs. */
-static void init_read(tcp_stream_t *st)
-{
-    tide_engine_t *e = st->ctx->e;
-    const char *why = "protocol error";
-    int rc;
-
-    for (int frames = 0; frames < FRAMES_PER_WAKE; frames++) {
-        if (st->in_payload) {
-            if ((rc = rx_payload(st, &why)) <= 0)
-                goto out;
-            pthread_mutex_lock(&st->lock);
-            p2p_slice_t *s = st->f_head;
-            st->f_head = s->next;
-            if (!st->f_head)
-                st->f_tail = NULL;
-            pthread_mutex_unlock(&st->lock);
-            st->in_payload = false;
-            p2p_slice_done(e, s, TIDE_SUCCESS);
-            continue;
-        }
-        if ((rc = rx_fill(st, TCP_HDR_LEN, &why)) <= 0)
-            goto out;
-        tcp_frame_t f;
-        if (tcp_frame_decode(st->rbuf + st->rpos, &f) != TIDE_SUCCESS) {
-            why = "malformed frame from the target";
-            rc = -1;
-            goto out;
-        }
-        st->rpos += TCP_HDR_LEN;
-        if (f.op == TCP_OP_ACK) {
-            p2p_slice_t *done = NULL, **tail = &done;
-            uint64_t k = 0;
-            pthread_mutex_lock(&st->lock);
-            while (k < f.tag && st->f_head && st->f_head->op != TIDE_OP_READ) {
-                p2p_slice_t *s = st->f_head;
-                st->f_head = s->next;
-                s->next = NULL;
-                *tail = s;
-                tail = &s->next;
-                k++;
-            }
-            if (!st->f_head)
-                st->f_tail = NULL;
-            pthread_mutex_unlock(&st->lock);
-            for (p2p_slice_t *s = done, *next; s; s = next) {
-                next = s->next;
-                p2p_slice_done(e, s, TIDE_SUCCESS);
-            }
-            if (k != f.tag) {
-                why = "ACK for more frames than were in flight";
-                rc = -1;
-                goto out;
-            }
-        } else if (f.op == TCP_OP_READ_RESP) {
-            pthread_mutex_lock(&st->lock);
-            p2p_slice_t *s = st->f_head;
-            bool ok = s && s->op == TIDE_OP_READ && s->len == f.len;
-            pthread_mutex_unlock(&st->lock);
-            if (!ok) {
-                why = "READ_RESP that answers no READ in flight";
-                rc = -1;
-                goto out;
-            }
-            st->in_payload = true;
-            st->dst = s->local;
-            st->left = f.len;
-        } else {
-            why = "unexpected frame from the target";
-            rc = -1;
-            goto out;
-        }
-    }
-    return;
-out:
-    if (rc < 0)
-        stream_fail(st, why, TIDE_SUCCESS);
-}
-
 /* ---------------------------------------------------------- landing zones */
 
 /* A WRITE frame f begins: land it in an open zone that holds it whole and
@@ -878,7 +871,7 @@ static void tcp_zone_close(void *ctx, p2p_zone_t *z)
     pthread_mutex_unlock(&c->plock);
 }
 
-/* Target: queue an answer. */
+/* Queue an answer. Progress held. */
 static bool out_push(tcp_stream_t *st, const tcp_frame_t *f, const char *payload, p2p_lseg_t *seg)
 {
     tcp_ctx_t *c = st->ctx;
@@ -892,11 +885,13 @@ static bool out_push(tcp_stream_t *st, const tcp_frame_t *f, const char *payload
     o->payload = payload;
     o->len = payload ? f->len : 0;
     o->seg = seg;
+    pthread_mutex_lock(&st->lock);
     if (st->o_tail)
         st->o_tail->next = o;
     else
         st->o_head = o;
     st->o_tail = o;
+    pthread_mutex_unlock(&st->lock);
     return true;
 }
 
@@ -944,56 +939,13 @@ static bool answer(tcp_stream_t *st)
     return push_acks(st);
 }
 
-/* Target: write queued answers; -1 on a socket error. */
-static int target_flush(tcp_stream_t *st)
-{
-    while (st->o_head) {
-        struct iovec iov[IOV_BATCH];
-        int n = 0;
-        for (tcp_out_t *o = st->o_head; o && n + 2 <= IOV_BATCH; o = o->next) {
-            iov[n++] = (struct iovec){o->hdr, TCP_HDR_LEN};
-            if (o->len)
-                iov[n++] = (struct iovec){(void *)o->payload, o->len};
-        }
-        ssize_t w = send_iov(st->fd, iov, n, st->o_off);
-        if (w == -EAGAIN) {
-            set_events(st, EPOLLIN | EPOLLOUT);
-            return 0;
-        }
-        if (w < 0)
-            return -1;
-        for (size_t left = (size_t)w; left > 0;) {
-            tcp_out_t *o = st->o_head;
-            size_t rem = TCP_HDR_LEN + o->len - st->o_off;
-            if (left < rem) {
-                st->o_off += left;
-                break;
-            }
-            left -= rem;
-            st->o_off = 0;
-            st->o_head = o->next;
-            if (!st->o_head)
-                st->o_tail = NULL;
-            out_release(st->ctx, o);
-        }
-    }
-    set_events(st, EPOLLIN);
-    return 0;
-}
-
-static void target_kill(tcp_stream_t *st, const char *why)
+/* A stream ended: forget what it was receiving and what it owed the
+ * peer. Progress held (or fini); st's lock held unless it is accepted. */
+static void answers_drop(tcp_stream_t *st)
 {
     tcp_ctx_t *c = st->ctx;
-    if (st->dead)
-        return;
-    if (why)
-        tide_warn("tcp: closing stream %d from rank %d (%s)", st->index, st->peer, why);
-    st->dead = true;
     ack_owed_clear(st);
-    epoll_ctl(c->epfd, EPOLL_CTL_DEL, st->fd, NULL);
-    clear_events(st);
-    close(st->fd);
-    st->fd = -1;
+    st->acks = 0;
     if (st->cur_seg)
         p2p_lseg_put(st->cur_seg);
     st->cur_seg = NULL;
@@ -1003,27 +955,61 @@ static void target_kill(tcp_stream_t *st, const char *why)
         out_release(c, o);
     }
     st->o_head = st->o_tail = NULL;
+    st->o_off = 0;
+}
+
+/* End an accepted stream (it is freed after this round of progress). */
+static void target_kill(tcp_stream_t *st, const char *why)
+{
+    tcp_ctx_t *c = st->ctx;
+    if (st->dead)
+        return;
+    if (why)
+        tide_warn("tcp: closing stream %d from rank %d (%s)", st->index, st->peer, why);
+    st->dead = true;
+    epoll_ctl(c->epfd, EPOLL_CTL_DEL, st->fd, NULL);
+    clear_events(st);
+    close(st->fd);
+    st->fd = -1;
+    answers_drop(st);
     tide_list_remove(&st->link);
     tide_list_push_back(&c->dead, &st->link);
 }
 
+/* End a stream, with a warning unless `quiet` (its peer left: its
+ * business); one of ours moves its slices to another stream. Progress. */
+static void stream_end(tcp_stream_t *st, const char *why, bool quiet)
+{
+    if (st->target) {
+        if (quiet)
+            tide_info("tcp: stream %d from rank %d ended (%s)", st->index, st->peer, why);
+        target_kill(st, quiet ? NULL : why);
+    } else {
+        if (!quiet)
+            tide_warn("tcp: closing stream %d with rank %d (%s)", st->index, st->peer, why);
+        stream_fail(st, why, TIDE_SUCCESS);
+    }
+}
+
 /* Send the answers just queued (`queued`: false when queueing failed); on
- * a failure close the stream, quietly where the initiator has left (a
- * reset or broken pipe: an engine destroyed right after its last
- * operation, whose answers no longer matter to anyone). */
-static void target_send(tcp_stream_t *st, bool queued)
+ * a failure end the stream, quietly where the peer has left (a reset or
+ * broken pipe: an engine destroyed right after its last operation, whose
+ * answers no longer matter to anyone). Progress held. */
+static void stream_answer(tcp_stream_t *st, bool queued)
 {
     if (!queued) {
-        target_kill(st, "out of memory for an answer");
-    } else if (target_flush(st) != 0) {
-        if (errno == EPIPE || errno == ECONNRESET) {
-            tide_info("tcp: stream %d from rank %d: its initiator left before our answers (%m)",
-                      st->index, st->peer);
-            target_kill(st, NULL);
-        } else {
-            target_kill(st, "cannot answer");
-        }
+        stream_end(st, "out of memory for an answer", false);
+        return;
     }
+    pthread_mutex_lock(&st->lock);
+    int rc = st->dead ? 0 : stream_flush(st, true);
+    pthread_mutex_unlock(&st->lock);
+    if (rc == 0)
+        return;
+    if (errno == EPIPE || errno == ECONNRESET)
+        stream_end(st, "the peer left before our answers", true);
+    else
+        stream_end(st, "cannot answer", false);
 }
 
 static bool target_hello(tcp_stream_t *st)
@@ -1055,26 +1041,164 @@ static bool target_hello(tcp_stream_t *st)
     return true;
 }
 
-/* Target: hello, then WRITE / READ / NOTIFY frames. */
-static void target_read(tcp_stream_t *st)
+/* An accepted stream t has said hello: make it our stream t->index to its
+ * rank where that one is down and nobody is connecting it, so that our
+ * requests to the rank travel on it too. Returns the stream to go on
+ * reading: the slot, or t where it stays answers only. Progress held. */
+static tcp_stream_t *adopt(tcp_stream_t *t)
+{
+    tcp_ctx_t *c = t->ctx;
+    if (t->index < 0 || t->index >= c->e->tcp_streams)
+        return t;
+    tcp_peer_t *tp = &c->peers[t->peer];
+    tcp_stream_t *st = tp->streams[t->index];
+    if (pthread_mutex_trylock(&tp->lock) != 0)
+        return t; /* a thread is connecting to the rank: both stay */
+    pthread_mutex_lock(&st->lock);
+    struct epoll_event e = {.events = t->events, .data.ptr = st};
+    bool take = st->dead && epoll_ctl(c->epfd, EPOLL_CTL_MOD, t->fd, &e) == 0;
+    if (take) {
+        uint8_t *spare = st->rbuf;
+        st->fd = t->fd;
+        st->rbuf = t->rbuf;
+        st->rpos = t->rpos;
+        st->rlen = t->rlen;
+        st->drained = t->drained;
+        st->in_payload = false;
+        st->events = t->events;
+        st->q_off = 0;
+        st->hello_done = true;
+        st->dead = false;
+        t->rbuf = spare;
+        t->fd = -1;
+        t->events = 0;
+        t->dead = true;
+        tide_list_remove(&t->link);
+        tide_list_push_back(&c->dead, &t->link);
+        tide_list_push_back(&c->targets, &st->link);
+        p2p_path_set_state(&st->path, P2P_PATH_OK, "accepted", false);
+        /* The peer opens all its streams at once: the others arrive too,
+         * and we open none ourselves. */
+        __atomic_store_n(&tp->connected, true, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&st->lock);
+    pthread_mutex_unlock(&tp->lock);
+    return take ? st : t;
+}
+
+/* An answer to our requests (ACK, READ_RESP): NULL, or why it is wrong. */
+static const char *got_answer(tcp_stream_t *st, const tcp_frame_t *f)
+{
+    tide_engine_t *e = st->ctx->e;
+    if (f->op == TCP_OP_READ_RESP) {
+        pthread_mutex_lock(&st->lock);
+        p2p_slice_t *s = st->f_head;
+        bool ok = s && s->op == TIDE_OP_READ && s->len == f->len;
+        pthread_mutex_unlock(&st->lock);
+        if (!ok)
+            return "READ_RESP that answers no READ in flight";
+        st->in_payload = true;
+        st->rx_resp = true;
+        st->dst = s->local;
+        st->left = f->len;
+        return NULL;
+    }
+    p2p_slice_t *done = NULL, **tail = &done;
+    uint64_t k = 0;
+    pthread_mutex_lock(&st->lock);
+    while (k < f->tag && st->f_head && st->f_head->op != TIDE_OP_READ) {
+        p2p_slice_t *s = st->f_head;
+        st->f_head = s->next;
+        s->next = NULL;
+        *tail = s;
+        tail = &s->next;
+        k++;
+    }
+    if (!st->f_head)
+        st->f_tail = NULL;
+    pthread_mutex_unlock(&st->lock);
+    for (p2p_slice_t *s = done, *next; s; s = next) {
+        next = s->next;
+        p2p_slice_done(e, s, TIDE_SUCCESS);
+    }
+    return k == f->tag ? NULL : "ACK for more frames than were in flight";
+}
+
+/* A request (WRITE, READ, NOTIFY, CTRL): NULL, or why it is refused. */
+static const char *got_request(tcp_stream_t *st, const tcp_frame_t *f, const char *who)
 {
     tcp_ctx_t *c = st->ctx;
+    __atomic_add_fetch(&c->e->counters.tcp_frames_in, 1, __ATOMIC_RELAXED);
+    if (!st->target && tide_list_empty(&st->link))
+        tide_list_push_back(&c->targets, &st->link); /* one of ours now answers too */
+    if (f->op == TCP_OP_WRITE || f->op == TCP_OP_READ) {
+        p2p_lseg_t *seg = p2p_lseg_get(c->e, f->seg, f->off, f->len, who);
+        if (!seg)
+            return "request outside our segments";
+        if (f->op == TCP_OP_READ) {
+            tcp_frame_t r = {.op = TCP_OP_READ_RESP, .len = f->len, .tag = f->tag};
+            if (!push_acks(st) || !out_push(st, &r, seg->addr + f->off, seg)) {
+                p2p_lseg_put(seg);
+                return "out of memory";
+            }
+            return NULL;
+        }
+        st->cur_seg = seg;
+        st->dst = seg->addr + f->off;
+        st->left = f->len;
+        if (__atomic_load_n(&c->nzones, __ATOMIC_ACQUIRE) > 0)
+            zone_take(st, f);
+        st->in_payload = true;
+        st->rx_resp = false;
+        st->cur_lazy = f->flags & TCP_FLAG_LAZY_ACK;
+        return NULL;
+    }
+    if (f->op == TCP_OP_NOTIFY) {
+        if (f->seg >= P2P_NCHAN)
+            return "signal on an unknown channel";
+        p2p_signal_received(c->e, st->peer, f->seg, f->tag);
+    } else {
+        p2p_ctrl_received(c->e, st->peer, f->seg, f->off, f->tag);
+    }
+    st->acks++;
+    st->ack_eager |= !(f->flags & TCP_FLAG_LAZY_ACK);
+    return NULL;
+}
+
+/* Read what arrived on a stream: the hello of an accepted one, then
+ * frames of both roles. Progress held. */
+static void stream_read(tcp_stream_t *st)
+{
+    tide_engine_t *e = st->ctx->e;
     char who[48];
     const char *why = NULL;
     int rc = 1;
 
-    if (!st->hello_done && !target_hello(st))
-        return;
+    if (st->target && !st->hello_done) {
+        if (!target_hello(st))
+            return;
+        st = adopt(st);
+    }
     snprintf(who, sizeof(who), "tcp from rank %d", st->peer);
     for (int frames = 0; frames < FRAMES_PER_WAKE && rc > 0; frames++) {
         if (st->in_payload) {
             if ((rc = rx_payload(st, &why)) <= 0)
                 break;
+            st->in_payload = false;
+            if (st->rx_resp) {
+                pthread_mutex_lock(&st->lock);
+                p2p_slice_t *s = st->f_head;
+                st->f_head = s->next;
+                if (!st->f_head)
+                    st->f_tail = NULL;
+                pthread_mutex_unlock(&st->lock);
+                p2p_slice_done(e, s, TIDE_SUCCESS);
+                continue;
+            }
             if (st->zone)
                 zone_land(st);
             p2p_lseg_put(st->cur_seg);
             st->cur_seg = NULL;
-            st->in_payload = false;
             st->acks++;
             st->ack_eager |= !st->cur_lazy;
             continue;
@@ -1083,56 +1207,24 @@ static void target_read(tcp_stream_t *st)
             break;
         tcp_frame_t f;
         if (tcp_frame_decode(st->rbuf + st->rpos, &f) != TIDE_SUCCESS) {
-            target_kill(st, "malformed frame header");
+            stream_end(st, "malformed frame header", false);
             return;
         }
         st->rpos += TCP_HDR_LEN;
-        __atomic_add_fetch(&c->e->counters.tcp_frames_in, 1, __ATOMIC_RELAXED);
-        if (f.op == TCP_OP_WRITE || f.op == TCP_OP_READ) {
-            p2p_lseg_t *seg = p2p_lseg_get(c->e, f.seg, f.off, f.len, who);
-            if (!seg) {
-                target_kill(st, "request outside our segments");
-                return;
-            }
-            if (f.op == TCP_OP_WRITE) {
-                st->cur_seg = seg;
-                st->dst = seg->addr + f.off;
-                st->left = f.len;
-                if (__atomic_load_n(&c->nzones, __ATOMIC_ACQUIRE) > 0)
-                    zone_take(st, &f);
-                st->in_payload = true;
-                st->cur_lazy = f.flags & TCP_FLAG_LAZY_ACK;
-            } else {
-                tcp_frame_t r = {.op = TCP_OP_READ_RESP, .len = f.len, .tag = f.tag};
-                if (!push_acks(st) || !out_push(st, &r, seg->addr + f.off, seg)) {
-                    p2p_lseg_put(seg);
-                    target_kill(st, "out of memory");
-                    return;
-                }
-            }
-        } else if (f.op == TCP_OP_NOTIFY) {
-            if (f.seg >= P2P_NCHAN) {
-                target_kill(st, "signal on an unknown channel");
-                return;
-            }
-            p2p_signal_received(c->e, st->peer, f.seg, f.tag);
-            st->acks++;
-            st->ack_eager |= !(f.flags & TCP_FLAG_LAZY_ACK);
-        } else if (f.op == TCP_OP_CTRL) {
-            p2p_ctrl_received(c->e, st->peer, f.seg, f.off, f.tag);
-            st->acks++;
-            st->ack_eager |= !(f.flags & TCP_FLAG_LAZY_ACK);
-        } else {
-            target_kill(st, "unexpected frame");
+        if (f.op == TCP_OP_ACK || f.op == TCP_OP_READ_RESP)
+            why = got_answer(st, &f);
+        else
+            why = got_request(st, &f, who);
+        if (why) {
+            stream_end(st, why, false);
             return;
         }
     }
     if (rc < 0) {
-        tide_info("tcp: stream %d from rank %d ended (%s)", st->index, st->peer, why);
-        target_kill(st, NULL); /* the initiator went away: its business */
+        stream_end(st, why, true); /* the peer went away: its business */
         return;
     }
-    target_send(st, answer(st));
+    stream_answer(st, answer(st));
 }
 
 /* Answer lazily acked frames that waited LAZY_ACK_NS (all of them where
@@ -1146,7 +1238,7 @@ static void flush_lazy_acks(tcp_ctx_t *c, bool all)
         tcp_stream_t *st = tide_list_entry(pos, tcp_stream_t, link);
         if (st->dead || !st->ack_since || (!all && now - st->ack_since < LAZY_ACK_NS))
             continue;
-        target_send(st, push_acks(st));
+        stream_answer(st, push_acks(st));
     }
 }
 
@@ -1205,23 +1297,10 @@ static int tcp_dispatch(tcp_ctx_t *c)
         }
         tcp_stream_t *st = p;
         st->drained = false;
-        if (st->target) {
-            if (!st->dead && (ev[i].events & EPOLLOUT))
-                target_send(st, true);
-            if (!st->dead && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-                target_read(st);
-        } else {
-            if (ev[i].events & EPOLLOUT) {
-                pthread_mutex_lock(&st->lock);
-                if (!st->dead && init_flush(st) != 0) {
-                    tide_info("path %s: send: %m", st->path.name);
-                    shutdown(st->fd, SHUT_RDWR);
-                }
-                pthread_mutex_unlock(&st->lock);
-            }
-            if (!st->dead && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-                init_read(st);
-        }
+        if (!st->dead && (ev[i].events & EPOLLOUT))
+            stream_answer(st, true);
+        if (!st->dead && (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+            stream_read(st);
     }
     if (c->lazy_owed)
         flush_lazy_acks(c, false);
@@ -1331,6 +1410,9 @@ static void tcp_fini(void *ctx)
     if (!c)
         return;
     tcp_stop(c);
+    /* Answer what we owe before leaving: a peer waits for these ACKs to
+     * finish its batches, whose data has landed here. */
+    flush_lazy_acks(c, true);
     for (int p = 0; c->peers && p < c->e->nranks; p++) {
         tcp_peer_t *tp = &c->peers[p];
         for (int i = 0; tp->streams && i < c->e->tcp_streams; i++) {
@@ -1344,9 +1426,6 @@ static void tcp_fini(void *ctx)
         pthread_mutex_destroy(&tp->order_lock);
     }
     free(c->peers);
-    /* Answer what we owe before leaving: a peer waits for these ACKs to
-     * finish its batches, whose data has landed here. */
-    flush_lazy_acks(c, true);
     tide_list_t *pos, *tmp;
     tide_list_for_each_safe(pos, tmp, &c->targets)
     {
@@ -1517,6 +1596,27 @@ uint64_t p2p_tcp_slices(tide_engine_t *e, int peer)
         n += tp->streams[i]->path.slices;
         pthread_mutex_unlock(&tp->streams[i]->lock);
     }
+    return n;
+}
+
+int p2p_tcp_sockets(tide_engine_t *e, int peer)
+{
+    tcp_peer_t *tp = e->peers[peer].tcp;
+    tcp_ctx_t *c = tp->streams[0]->ctx;
+    int n = 0;
+    pthread_mutex_lock(&c->plock);
+    for (int i = 0; i < e->tcp_streams; i++) {
+        pthread_mutex_lock(&tp->streams[i]->lock);
+        n += !tp->streams[i]->dead;
+        pthread_mutex_unlock(&tp->streams[i]->lock);
+    }
+    tide_list_t *pos, *tmp;
+    tide_list_for_each_safe(pos, tmp, &c->targets)
+    {
+        tcp_stream_t *t = tide_list_entry(pos, tcp_stream_t, link);
+        n += t->target && !t->dead && t->peer == peer;
+    }
+    pthread_mutex_unlock(&c->plock);
     return n;
 }
 
