@@ -604,7 +604,11 @@ static void encode_slice(p2p_slice_t *s, bool lazy)
 
 /* A signalling batch whose slices all go to this peer: send its signal
  * behind the data on the same stream, so the target applies it once the
- * data has landed, with no round trip to us first. */
+ * data has landed, with no round trip to us first. The data frames then
+ * ask for no ACK of their own: the signal's answers them all, one ACK per
+ * batch where the target would answer every read (np=2 over TCP, 1 MiB
+ * broadcasts: 3-5 ACK frames per message, each a system call on both
+ * sides). */
 static bool signal_inband(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
 {
     tide_batch_t *b = s[0]->batch;
@@ -613,6 +617,8 @@ static bool signal_inband(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_
     p2p_slice_t *sig = calloc(1, sizeof(*sig));
     if (!sig)
         return false;
+    for (size_t i = 0; i < n; i++)
+        encode_slice(s[i], true);
     sig->op = P2P_OP_NOTIFY;
     sig->peer = peer->rank;
     sig->chan = b->signal_chan;
@@ -626,10 +632,14 @@ static bool signal_inband(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_
     return true;
 }
 
+/* Slices of no batch (signals, control messages) are acknowledged lazily:
+ * nobody waits for them to complete, which only frees them (credits
+ * returned by a collective's receiver were answered at once, a system
+ * call on each side per credit). */
 static size_t tcp_post(void *ctx, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        encode_slice(s[i], s[i]->batch && (s[i]->batch->flags & P2P_BATCH_LAZY_ACK));
+        encode_slice(s[i], !s[i]->batch || (s[i]->batch->flags & P2P_BATCH_LAZY_ACK));
     if (!signal_inband(ctx, peer, s, n))
         tcp_send(ctx, peer, s, n, -1);
     return n;
