@@ -189,6 +189,7 @@ struct tide_engine {
     size_t sockbuf;
     char tcp_host[TIDE_HOST_MAX];
     char tcp_cc[16];      /* TIDE_TCP_CONGESTION: "auto", "system" or an algorithm */
+    int tcp_duplex;       /* TIDE_TCP_DUPLEX: 0 auto, 1 on, 2 off */
     char ib_devices[256]; /* TIDE_IB_DEVICES or the config's */
     p2p_ep_info_t self;
     p2p_peer_t *peers; /* [nranks] */

@@ -101,6 +101,9 @@ static tide_status_t read_config(tide_engine_t *e, const tide_engine_config_t *c
     if ((st = tide_param_int(TIDE_PARAM_TCP_SOCKBUF, &v)) != TIDE_SUCCESS)
         return st;
     e->sockbuf = (size_t)v;
+    if ((st = tide_param_int(TIDE_PARAM_TCP_DUPLEX, &v)) != TIDE_SUCCESS)
+        return st;
+    e->tcp_duplex = (int)v;
     if ((st = tide_param_str(TIDE_PARAM_TCP_CONGESTION, e->tcp_cc, sizeof(e->tcp_cc))) != 0)
         return st; /* too long for an algorithm's name (15 characters): logged */
     if (!e->tcp_cc[0] ||

@@ -160,9 +160,9 @@ tide_status_t tide_param_parse(tide_param_id_t id, const char *text, int64_t *va
         return TIDE_ERR_INVALID;
     }
     if (!ok) {
-        tide_error("%s='%s' is not a valid %s%s%s", d->name, text, type_names[d->type],
-                   d->type == TIDE_PARAM_TYPE_ENUM ? " (one of " : "",
-                   d->type == TIDE_PARAM_TYPE_ENUM ? d->range : "");
+        bool e = d->type == TIDE_PARAM_TYPE_ENUM;
+        tide_error("%s='%s' is not a valid %s%s%s%s", d->name, text, type_names[d->type],
+                   e ? " (one of " : "", e ? d->range : "", e ? ")" : "");
         return TIDE_ERR_INVALID;
     }
     if (d->type != TIDE_PARAM_TYPE_ENUM && !in_range(d->range, d->type, v)) {

@@ -80,6 +80,10 @@
       "Congestion control of TCP streams: auto (reno between two addresses of one host, where "    \
       "there is no network to share and bbr's pacing can only slow transfers down; the "           \
       "system's otherwise), system, or an algorithm for every stream (cubic, reno, ...).")         \
+    X(TCP_DUPLEX, "TIDE_TCP_DUPLEX", ENUM, "auto", "auto|on|off",                                  \
+      "Adopt the TCP streams a peer opens and send on them too, one connection per pair and "      \
+      "stream: on, off, or auto (on unless this host runs more of the job's ranks than it has "    \
+      "cores, where a connection carrying bulk data both ways is slower than two).")               \
     X(SLICE_SIZE, "TIDE_SLICE_SIZE", SIZE, "64K", "4K:16M",                                        \
       "Requests larger than this are split into slices of this size.")                             \
     X(CHUNK_SIZE, "TIDE_CHUNK_SIZE", SIZE, "1M", "1:1G",                                           \

@@ -978,8 +978,18 @@ static void duplex_free(duplex_t *d)
 static int setup_tcp_small(void **state)
 {
     setenv("TIDE_TCP_SOCKBUF", "64K", 1);
+    setenv("TIDE_TCP_DUPLEX", "on", 1); /* auto: off where ranks outnumber cores */
     *state = pair_open(TIDE_TRANSPORT_TCP);
     unsetenv("TIDE_TCP_SOCKBUF");
+    unsetenv("TIDE_TCP_DUPLEX");
+    return 0;
+}
+
+static int setup_tcp_duplex(void **state)
+{
+    setenv("TIDE_TCP_DUPLEX", "on", 1);
+    *state = pair_open(TIDE_TRANSPORT_TCP);
+    unsetenv("TIDE_TCP_DUPLEX");
     return 0;
 }
 
@@ -1051,6 +1061,7 @@ static void *duplex_rank(void *arg)
 static void test_duplex_simultaneous(void **state)
 {
     (void)state;
+    setenv("TIDE_TCP_DUPLEX", "on", 1);
     for (int round = 0; round < 4; round++) {
         pair_t *p = pair_open(TIDE_TRANSPORT_TCP);
         duplex_t d;
@@ -1074,6 +1085,38 @@ static void test_duplex_simultaneous(void **state)
         duplex_free(&d);
         pair_close(p);
     }
+    unsetenv("TIDE_TCP_DUPLEX");
+}
+
+/* TIDE_TCP_DUPLEX=off: each rank sends on streams of its own, and only
+ * answers on those its peer opened. */
+static void test_duplex_off(void **state)
+{
+    (void)state;
+    setenv("TIDE_TCP_DUPLEX", "off", 1);
+    pair_t *p = pair_open(TIDE_TRANSPORT_TCP);
+    unsetenv("TIDE_TCP_DUPLEX");
+    duplex_t d;
+    duplex_setup(p, &d, 1 << 20);
+    for (int r = 0; r < 2; r++) {
+        duplex_submit(&d, r);
+        duplex_wait(&d, r);
+    }
+    assert_int_equal(p2p_tcp_sockets(p->eng[0], 1), 2 * p->eng[0]->tcp_streams);
+    assert_int_equal(p2p_tcp_sockets(p->eng[1], 0), 2 * p->eng[1]->tcp_streams);
+    duplex_free(&d);
+    pair_close(p);
+
+    setenv("TIDE_TCP_DUPLEX", "sometimes", 1); /* refused */
+    tide_unique_id_t id;
+    tide_comm_t *comm;
+    tide_engine_t *e = NULL;
+    assert_int_equal(tide_get_unique_id(&id), TIDE_SUCCESS);
+    assert_int_equal(tide_comm_init_rank(&comm, 1, &id, 0, NULL), TIDE_SUCCESS);
+    assert_int_equal(tide_engine_create(comm, NULL, &e), TIDE_ERR_INVALID);
+    assert_null(e);
+    tide_comm_destroy(comm);
+    unsetenv("TIDE_TCP_DUPLEX");
 }
 
 /* A client that says hello as rank 0's stream 0 before rank 0 ever
@@ -1640,9 +1683,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_zone_closed_mid_frame, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_inband_batch_one_ack, setup_tcp_small, teardown),
         cmocka_unit_test_setup_teardown(test_duplex_streams, setup_tcp_small, teardown),
-        cmocka_unit_test_setup_teardown(test_duplex_stream_broken, setup_tcp, teardown),
+        cmocka_unit_test_setup_teardown(test_duplex_stream_broken, setup_tcp_duplex, teardown),
         cmocka_unit_test(test_duplex_simultaneous),
-        cmocka_unit_test_setup_teardown(test_adopted_hostile, setup_tcp, teardown),
+        cmocka_unit_test(test_duplex_off),
+        cmocka_unit_test_setup_teardown(test_adopted_hostile, setup_tcp_duplex, teardown),
         cmocka_unit_test(test_from_store),
         cmocka_unit_test(test_congestion_control),
         cmocka_unit_test_setup_teardown(test_landing_zones, setup_tcp, teardown),
