@@ -94,7 +94,8 @@ typedef struct tcp_out {
 typedef struct tcp_stream {
     struct tcp_ctx *ctx;
     int fd;
-    int peer; /* the rank at the other end (accepted: after the hello) */
+    int peer;     /* the rank at the other end (accepted: after the hello) */
+    char who[32]; /* "tcp from rank N", for what logs refusals of its requests */
     int index;
     bool target; /* accepted and not adopted: answers only, freed when it ends */
     bool dead, hello_done;
@@ -396,6 +397,7 @@ static tcp_stream_t *stream_new(tcp_ctx_t *c, int peer, int index, bool target)
     pthread_mutex_init(&st->lock, NULL);
     tide_list_init(&st->link);
     snprintf(st->path.name, sizeof(st->path.name), "tcp->%d#%d", peer, index);
+    snprintf(st->who, sizeof(st->who), "tcp from rank %d", peer);
     st->path.state = P2P_PATH_FAILED;
     return st;
 }
@@ -1047,6 +1049,7 @@ static bool target_hello(tcp_stream_t *st)
     st->rpos += TCP_HELLO_LEN;
     st->peer = (int)h.rank;
     st->index = (int)h.index;
+    snprintf(st->who, sizeof(st->who), "tcp from rank %d", st->peer);
     st->hello_done = true;
     tide_debug("tcp: stream %u from rank %u accepted", h.index, h.rank);
     return true;
@@ -1137,14 +1140,14 @@ static const char *got_answer(tcp_stream_t *st, const tcp_frame_t *f)
 }
 
 /* A request (WRITE, READ, NOTIFY, CTRL): NULL, or why it is refused. */
-static const char *got_request(tcp_stream_t *st, const tcp_frame_t *f, const char *who)
+static const char *got_request(tcp_stream_t *st, const tcp_frame_t *f)
 {
     tcp_ctx_t *c = st->ctx;
     __atomic_add_fetch(&c->e->counters.tcp_frames_in, 1, __ATOMIC_RELAXED);
     if (!st->target && tide_list_empty(&st->link))
         tide_list_push_back(&c->targets, &st->link); /* one of ours now answers too */
     if (f->op == TCP_OP_WRITE || f->op == TCP_OP_READ) {
-        p2p_lseg_t *seg = p2p_lseg_get(c->e, f->seg, f->off, f->len, who);
+        p2p_lseg_t *seg = p2p_lseg_get(c->e, f->seg, f->off, f->len, st->who);
         if (!seg)
             return "request outside our segments";
         if (f->op == TCP_OP_READ) {
@@ -1182,7 +1185,6 @@ static const char *got_request(tcp_stream_t *st, const tcp_frame_t *f, const cha
 static void stream_read(tcp_stream_t *st)
 {
     tide_engine_t *e = st->ctx->e;
-    char who[48];
     const char *why = NULL;
     int rc = 1;
 
@@ -1191,7 +1193,6 @@ static void stream_read(tcp_stream_t *st)
             return;
         st = adopt(st);
     }
-    snprintf(who, sizeof(who), "tcp from rank %d", st->peer);
     for (int frames = 0; frames < FRAMES_PER_WAKE && rc > 0; frames++) {
         if (st->in_payload) {
             if ((rc = rx_payload(st, &why)) <= 0)
@@ -1226,7 +1227,7 @@ static void stream_read(tcp_stream_t *st)
         if (f.op == TCP_OP_ACK || f.op == TCP_OP_READ_RESP)
             why = got_answer(st, &f);
         else
-            why = got_request(st, &f, who);
+            why = got_request(st, &f);
         if (why) {
             stream_end(st, why, false);
             return;
@@ -1236,7 +1237,9 @@ static void stream_read(tcp_stream_t *st)
         stream_end(st, why, true); /* the peer went away: its business */
         return;
     }
-    stream_answer(st, answer(st));
+    bool queued = answer(st);
+    if (!queued || st->o_head) /* o_head: progress's own (nothing to write: no lock) */
+        stream_answer(st, queued);
 }
 
 /* Answer lazily acked frames that waited LAZY_ACK_NS (all of them where
