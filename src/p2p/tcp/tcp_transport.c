@@ -11,8 +11,10 @@
  * uses one connection per index, not one per direction: the kernel's
  * acknowledgement of each message then rides on the next message going
  * back, where two connections cost a pure ACK per message (1.1-1.9 us
- * per exchange in a plain socket program, docs/performance.md). Where both ends connect at once,
- * each keeps its own and answers on the other's: correct, only slower.
+ * per exchange in a plain socket program, docs/performance.md). Where
+ * both ends connect at once, each keeps its own and answers on the
+ * other's: correct, only slower. Where ranks outnumber cores, nothing is
+ * adopted (TIDE_TCP_DUPLEX, tcp_connect).
  *
  * Initiator role: slices are queued (q) by the posting thread, which also
  * writes them out (writev of headers and payloads, no copy); written
