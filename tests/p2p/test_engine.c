@@ -35,6 +35,7 @@
 typedef struct pair {
     unsigned transports;
     char ib[2][128]; /* RDMA devices of each rank ("" : default) */
+    int streams[2];  /* TCP streams of each rank (0: default) */
     tide_unique_id_t id;
     tide_comm_t *comm[2];
     tide_engine_t *eng[2];
@@ -54,6 +55,7 @@ static void *make_rank(void *arg)
     cfg.transports = p->transports;
     if (p->ib[m->rank][0])
         cfg.ib_devices = p->ib[m->rank];
+    cfg.tcp_streams = p->streams[m->rank];
     p->st[m->rank] = tide_comm_init_rank(&p->comm[m->rank], 2, &p->id, m->rank, NULL);
     if (p->st[m->rank] == TIDE_SUCCESS)
         p->st[m->rank] = tide_engine_create(p->comm[m->rank], &cfg, &p->eng[m->rank]);
@@ -74,9 +76,11 @@ static void vm_devices(pair_t *p)
     }
 }
 
-static pair_t *pair_open(unsigned transports)
+static pair_t *pair_open_streams(unsigned transports, int streams0, int streams1)
 {
     pair_t *p = calloc(1, sizeof(*p));
+    p->streams[0] = streams0;
+    p->streams[1] = streams1;
     pthread_t t[2];
     maker_t m[2] = {{p, 0}, {p, 1}};
     p->transports = transports;
@@ -90,6 +94,11 @@ static pair_t *pair_open(unsigned transports)
     assert_int_equal(p->st[0], TIDE_SUCCESS);
     assert_int_equal(p->st[1], TIDE_SUCCESS);
     return p;
+}
+
+static pair_t *pair_open(unsigned transports)
+{
+    return pair_open_streams(transports, 0, 0);
 }
 
 static void pair_close(pair_t *p)
@@ -1088,6 +1097,58 @@ static void test_duplex_simultaneous(void **state)
     unsetenv("TIDE_TCP_DUPLEX");
 }
 
+/* An order (a signalling channel's batches) stays on the stream it
+ * started on while that stream lives, though the stream it prefers comes
+ * up later: rank 0 opens one stream, rank 1 has two and adopts rank 0's
+ * as its stream 0, so its channel 1 (preferring stream 1) starts there.
+ * Then a client says hello as rank 0's stream 1 and is adopted too. Rank
+ * 1's later batches on channel 1 must not go to it: earlier ones may
+ * still be in flight on stream 0, and a signal would overtake their
+ * data. */
+static void test_order_stays_on_its_stream(void **state)
+{
+    (void)state;
+    enum { LEN = 256 * 1024, CHAN = 1, N = 8 };
+    setenv("TIDE_TCP_DUPLEX", "on", 1);
+    pair_t *p = pair_open_streams(TIDE_TRANSPORT_TCP, 1, 2);
+    unsetenv("TIDE_TCP_DUPLEX");
+    duplex_t d;
+    duplex_setup(p, &d, LEN);
+    duplex_submit(&d, 0); /* rank 0 connects its one stream; rank 1 adopts it */
+    duplex_wait(&d, 0);
+    assert_int_equal(p2p_tcp_sockets(p->eng[1], 0), 1);
+    uint64_t base = p2p_signal_value(p->eng[0], 1, CHAN);
+    tide_request_t r = {TIDE_OP_WRITE, d.sid[1], 0, 0, d.did[0], 0, LEN};
+    tide_batch_t *b[N];
+    int fd = -1;
+    for (int i = 0; i < N; i++) {
+        if (i == N / 2) { /* a stream 1 for rank 1 comes up in the middle */
+            fd = raw_connect(p);
+            uint8_t h[TCP_HELLO_LEN];
+            tcp_hello_t hello = {.rank = 0, .index = 1};
+            memcpy(hello.token, p->eng[1]->self.token, 16);
+            tcp_hello_encode(h, &hello);
+            raw_send(fd, h, sizeof(h));
+            for (int k = 0; k < 200 && p2p_tcp_sockets(p->eng[1], 0) < 2; k++)
+                usleep(5000);
+            assert_int_equal(p2p_tcp_sockets(p->eng[1], 0), 2);
+        }
+        assert_int_equal(p2p_batch_submit_signal(p->eng[1], &r, 1, 0, 0, CHAN,
+                                                 base + (uint64_t)(i + 1) * LEN, &b[i]),
+                         TIDE_SUCCESS);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(tide_batch_wait(b[i], 20000), TIDE_SUCCESS);
+        tide_batch_free(b[i]);
+    }
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 200), 0); /* nothing was sent to the newcomer */
+    close(fd);
+    expect_equal(d.dst[0], d.src[1], LEN, "rank 1 -> rank 0 on channel 1");
+    duplex_free(&d);
+    pair_close(p);
+}
+
 /* TIDE_TCP_DUPLEX=off: each rank sends on streams of its own, and only
  * answers on those its peer opened. */
 static void test_duplex_off(void **state)
@@ -1686,6 +1747,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_duplex_stream_broken, setup_tcp_duplex, teardown),
         cmocka_unit_test(test_duplex_simultaneous),
         cmocka_unit_test(test_duplex_off),
+        cmocka_unit_test(test_order_stays_on_its_stream),
         cmocka_unit_test_setup_teardown(test_adopted_hostile, setup_tcp_duplex, teardown),
         cmocka_unit_test(test_from_store),
         cmocka_unit_test(test_congestion_control),

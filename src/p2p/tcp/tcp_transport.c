@@ -137,6 +137,8 @@ typedef struct tcp_peer {
     pthread_mutex_t lock;       /* connecting */
     pthread_mutex_t order_lock; /* ordered sends; moving a failed stream's slices */
     tcp_stream_t **streams;
+    int *route; /* under order_lock: the stream ordered sends preferring
+                   stream i went to last (-1: none yet) */
     bool connected;
     unsigned rr;
     int64_t retry_at; /* under lock: no reconnect before then (the last failed) */
@@ -560,10 +562,18 @@ static void tcp_send_locked(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, siz
         return;
     }
     if (ordered >= 0) {
+        /* Where this order went before, while that stream lives: a stream
+         * that comes up later (adopted, see adopt) must not take over an
+         * order whose earlier batches are still in flight on another. */
+        int pref = ordered % c->e->tcp_streams, was = tp->route[pref];
         tcp_stream_t *one = use[0];
         for (int i = 0; i < k; i++)
-            if (use[i]->index == ordered % c->e->tcp_streams)
+            if (use[i]->index == pref)
                 one = use[i];
+        for (int i = 0; i < k; i++)
+            if (use[i]->index == was)
+                one = use[i];
+        tp->route[pref] = one->index;
         for (size_t i = 0; i < n; i++)
             s[i]->next = i + 1 < n ? s[i + 1] : NULL;
         if (!stream_enqueue(one, s[0], s[n - 1]))
@@ -725,8 +735,13 @@ static void stream_fail_locked(tcp_stream_t *st, const char *why, tide_status_t 
         st->path.failovers += n;
         tide_info("path %s: moving %zu slices to another path to rank %d", st->path.name, n,
                   st->peer);
-        /* In their order, on one stream: a signal stays behind its data. */
+        /* In their order, on one stream: a signal stays behind its data;
+         * and the orders that went to st go on where these went. */
+        tcp_peer_t *tp = &c->peers[st->peer];
         tcp_send_locked(c, &c->e->peers[st->peer], arr, n, st->index);
+        for (int r = 0; r < c->e->tcp_streams; r++)
+            if (tp->route[r] == st->index)
+                tp->route[r] = tp->route[st->index];
     }
     free(arr);
 }
@@ -1439,6 +1454,7 @@ static void tcp_fini(void *ctx)
             free_stream(tp->streams[i]);
         }
         free(tp->streams);
+        free(tp->route);
         pthread_mutex_destroy(&tp->lock);
         pthread_mutex_destroy(&tp->order_lock);
     }
@@ -1513,8 +1529,11 @@ static tide_status_t tcp_init(tide_engine_t *e, void **ctx)
         pthread_mutex_init(&tp->lock, NULL);
         pthread_mutex_init(&tp->order_lock, NULL);
         tp->streams = calloc((size_t)e->tcp_streams, sizeof(*tp->streams));
-        if (!tp->streams)
+        tp->route = malloc((size_t)e->tcp_streams * sizeof(*tp->route));
+        if (!tp->streams || !tp->route)
             goto err;
+        for (int i = 0; i < e->tcp_streams; i++)
+            tp->route[i] = -1;
         for (int i = 0; i < e->tcp_streams; i++)
             if (!(tp->streams[i] = stream_new(c, p, i, false)))
                 goto err;
