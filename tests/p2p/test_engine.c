@@ -504,6 +504,22 @@ static void test_landing_zones(void **state)
 
 /* A write that uses every stream, then each stream's congestion control
  * at both ends. */
+/* Engine creation with `var` set to a malformed `value` fails with
+ * TIDE_ERR_INVALID and creates nothing. */
+static void expect_engine_refused(const char *var, const char *value)
+{
+    tide_unique_id_t id;
+    tide_comm_t *comm;
+    tide_engine_t *e = NULL;
+    setenv(var, value, 1);
+    assert_int_equal(tide_get_unique_id(&id), TIDE_SUCCESS);
+    assert_int_equal(tide_comm_init_rank(&comm, 1, &id, 0, NULL), TIDE_SUCCESS);
+    assert_int_equal(tide_engine_create(comm, NULL, &e), TIDE_ERR_INVALID);
+    assert_null(e);
+    tide_comm_destroy(comm);
+    unsetenv(var);
+}
+
 static void expect_cc(pair_t *p, const char *want)
 {
     enum { LEN = 4 << 20 };
@@ -550,18 +566,8 @@ static void test_congestion_control(void **state)
     pair_close(p);
 
     const char *bad[] = {"", "no such", "Reno", "a-name-far-too-long"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        tide_unique_id_t id;
-        tide_comm_t *comm;
-        tide_engine_t *e = NULL;
-        setenv("TIDE_TCP_CONGESTION", bad[i], 1);
-        assert_int_equal(tide_get_unique_id(&id), TIDE_SUCCESS);
-        assert_int_equal(tide_comm_init_rank(&comm, 1, &id, 0, NULL), TIDE_SUCCESS);
-        assert_int_equal(tide_engine_create(comm, NULL, &e), TIDE_ERR_INVALID);
-        assert_null(e);
-        tide_comm_destroy(comm);
-    }
-    unsetenv("TIDE_TCP_CONGESTION");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_engine_refused("TIDE_TCP_CONGESTION", bad[i]);
 }
 
 /* Signalling batches in flight back to back (as the collectives' pipes
@@ -1168,16 +1174,7 @@ static void test_duplex_off(void **state)
     duplex_free(&d);
     pair_close(p);
 
-    setenv("TIDE_TCP_DUPLEX", "sometimes", 1); /* refused */
-    tide_unique_id_t id;
-    tide_comm_t *comm;
-    tide_engine_t *e = NULL;
-    assert_int_equal(tide_get_unique_id(&id), TIDE_SUCCESS);
-    assert_int_equal(tide_comm_init_rank(&comm, 1, &id, 0, NULL), TIDE_SUCCESS);
-    assert_int_equal(tide_engine_create(comm, NULL, &e), TIDE_ERR_INVALID);
-    assert_null(e);
-    tide_comm_destroy(comm);
-    unsetenv("TIDE_TCP_DUPLEX");
+    expect_engine_refused("TIDE_TCP_DUPLEX", "sometimes");
 }
 
 /* A client that says hello as rank 0's stream 0 before rank 0 ever
