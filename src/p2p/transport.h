@@ -101,6 +101,7 @@ extern const p2p_transport_ops_t p2p_rdma_transport;
 void p2p_tcp_break_stream(tide_engine_t *e, int peer, int index);
 uint64_t p2p_tcp_slices(tide_engine_t *e, int peer);
 int p2p_tcp_sockets(tide_engine_t *e, int peer);
+bool p2p_tcp_duplex(tide_engine_t *e); /* whether streams peers open are adopted */
 bool p2p_tcp_stream_cc(tide_engine_t *e, int peer, int index, bool target, char *buf, size_t cap);
 
 #endif

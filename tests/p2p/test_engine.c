@@ -1155,14 +1155,27 @@ static void test_order_stays_on_its_stream(void **state)
     pair_close(p);
 }
 
-/* TIDE_TCP_DUPLEX=off: each rank sends on streams of its own, and only
- * answers on those its peer opened. */
+/* TIDE_TCP_DUPLEX: auto and on adopt (auto with a core per rank), off
+ * does not: each rank sends on streams of its own, and only answers on
+ * those its peer opened. */
 static void test_duplex_off(void **state)
 {
     (void)state;
-    setenv("TIDE_TCP_DUPLEX", "off", 1);
+    /* auto: on where this host runs no more ranks (here 2) than it has cores */
     pair_t *p = pair_open(TIDE_TRANSPORT_TCP);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    for (int r = 0; r < 2; r++)
+        assert_int_equal(p2p_tcp_duplex(p->eng[r]), cores >= 2);
+    pair_close(p);
+    setenv("TIDE_TCP_DUPLEX", "on", 1);
+    p = pair_open(TIDE_TRANSPORT_TCP);
+    assert_true(p2p_tcp_duplex(p->eng[0]) && p2p_tcp_duplex(p->eng[1]));
+    pair_close(p);
+
+    setenv("TIDE_TCP_DUPLEX", "off", 1);
+    p = pair_open(TIDE_TRANSPORT_TCP);
     unsetenv("TIDE_TCP_DUPLEX");
+    assert_false(p2p_tcp_duplex(p->eng[0]) || p2p_tcp_duplex(p->eng[1]));
     duplex_t d;
     duplex_setup(p, &d, 1 << 20);
     for (int r = 0; r < 2; r++) {

@@ -1659,6 +1659,14 @@ uint64_t p2p_tcp_slices(tide_engine_t *e, int peer)
     return n;
 }
 
+bool p2p_tcp_duplex(tide_engine_t *e)
+{
+    for (int i = 0; i < e->ntr; i++)
+        if (e->tr[i] == &p2p_tcp_transport)
+            return __atomic_load_n(&((tcp_ctx_t *)e->tr_ctx[i])->duplex, __ATOMIC_ACQUIRE);
+    return false;
+}
+
 int p2p_tcp_sockets(tide_engine_t *e, int peer)
 {
     tcp_peer_t *tp = e->peers[peer].tcp;
