@@ -179,6 +179,9 @@ typedef void (*p2p_signal_hook_t)(void *arg);
 
 #define P2P_MAX_TRANSPORTS 3
 
+/* TIDE_TCP_DUPLEX, in the order of its values */
+typedef enum p2p_duplex { P2P_DUPLEX_AUTO, P2P_DUPLEX_ON, P2P_DUPLEX_OFF } p2p_duplex_t;
+
 struct tide_engine {
     int rank, nranks;
     tide_store_t *store; /* the engine's namespace */
@@ -189,7 +192,7 @@ struct tide_engine {
     size_t sockbuf;
     char tcp_host[TIDE_HOST_MAX];
     char tcp_cc[16];      /* TIDE_TCP_CONGESTION: "auto", "system" or an algorithm */
-    int tcp_duplex;       /* TIDE_TCP_DUPLEX: 0 auto, 1 on, 2 off */
+    int tcp_duplex;       /* TIDE_TCP_DUPLEX: a p2p_duplex_t */
     char ib_devices[256]; /* TIDE_IB_DEVICES or the config's */
     p2p_ep_info_t self;
     p2p_peer_t *peers; /* [nranks] */

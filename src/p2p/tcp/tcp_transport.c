@@ -653,10 +653,11 @@ static bool signal_inband(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, size_
  * core) 15-30% slower at 512 KiB-4 MiB, three interleaved rounds. */
 static size_t tcp_post(void *ctx, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
 {
+    if (signal_inband(ctx, peer, s, n)) /* which encoded them */
+        return n;
     for (size_t i = 0; i < n; i++)
         encode_slice(s[i], s[i]->batch && (s[i]->batch->flags & P2P_BATCH_LAZY_ACK));
-    if (!signal_inband(ctx, peer, s, n))
-        tcp_send(ctx, peer, s, n, -1);
+    tcp_send(ctx, peer, s, n, -1);
     return n;
 }
 
@@ -1588,8 +1589,8 @@ static void tcp_connect(void *ctx)
 {
     tcp_ctx_t *c = ctx;
     tide_engine_t *e = c->e;
-    bool on = e->tcp_duplex == 1;
-    if (e->tcp_duplex == 0) {
+    bool on = e->tcp_duplex == P2P_DUPLEX_ON;
+    if (e->tcp_duplex == P2P_DUPLEX_AUTO) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         int here = 0;
         for (int r = 0; r < e->nranks; r++)
