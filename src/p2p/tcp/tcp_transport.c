@@ -262,32 +262,42 @@ static ssize_t send_iov(int fd, struct iovec *iov, int n, size_t skip)
 
 static void out_release(struct tcp_ctx *c, tcp_out_t *o);
 
+/* One non-blocking write of nf frames held in iov[0..n), frame i being
+ * lens[i] bytes, the first *off of which went out before. Returns the
+ * frames now out whole (*off: what went out of the next one), -EAGAIN when
+ * the socket is full, or -1 (errno). */
+static int write_frames(int fd, struct iovec *iov, int n, const size_t *lens, int nf, size_t *off)
+{
+    ssize_t w = send_iov(fd, iov, n, *off);
+    if (w < 0)
+        return (int)w;
+    size_t left = (size_t)w + *off;
+    int done = 0;
+    while (done < nf && left >= lens[done])
+        left -= lens[done++];
+    *off = left;
+    return done;
+}
+
 /* Write queued slices until done or the socket is full: 1 all written, 0
  * full, -1 a socket error (errno). Lock held. */
 static int flush_slices(tcp_stream_t *st)
 {
     while (st->q_head) {
         struct iovec iov[IOV_BATCH];
-        int n = 0;
+        size_t lens[IOV_BATCH];
+        int n = 0, nf = 0;
         for (p2p_slice_t *s = st->q_head; s && n + 2 <= IOV_BATCH; s = s->next) {
             iov[n++] = (struct iovec){s->hdr, TCP_HDR_LEN};
             if (s->op == TIDE_OP_WRITE)
                 iov[n++] = (struct iovec){s->local, s->len};
+            lens[nf++] = frame_bytes(s);
         }
-        ssize_t w = send_iov(st->fd, iov, n, st->q_off);
-        if (w == -EAGAIN)
-            return 0;
-        if (w < 0)
-            return -1;
-        for (size_t left = (size_t)w; left > 0;) {
+        int done = write_frames(st->fd, iov, n, lens, nf, &st->q_off);
+        if (done < 0)
+            return done == -EAGAIN ? 0 : -1;
+        while (done-- > 0) { /* written: in flight until answered */
             p2p_slice_t *s = st->q_head;
-            size_t rem = frame_bytes(s) - st->q_off;
-            if (left < rem) {
-                st->q_off += left;
-                break;
-            }
-            left -= rem;
-            st->q_off = 0;
             st->q_head = s->next;
             if (!st->q_head)
                 st->q_tail = NULL;
@@ -309,26 +319,19 @@ static int flush_answers(tcp_stream_t *st)
 {
     while (st->o_head) {
         struct iovec iov[IOV_BATCH];
-        int n = 0;
+        size_t lens[IOV_BATCH];
+        int n = 0, nf = 0;
         for (tcp_out_t *o = st->o_head; o && n + 2 <= IOV_BATCH; o = o->next) {
             iov[n++] = (struct iovec){o->hdr, TCP_HDR_LEN};
             if (o->len)
                 iov[n++] = (struct iovec){(void *)o->payload, o->len};
+            lens[nf++] = TCP_HDR_LEN + o->len;
         }
-        ssize_t w = send_iov(st->fd, iov, n, st->o_off);
-        if (w == -EAGAIN)
-            return 0;
-        if (w < 0)
-            return -1;
-        for (size_t left = (size_t)w; left > 0;) {
+        int done = write_frames(st->fd, iov, n, lens, nf, &st->o_off);
+        if (done < 0)
+            return done == -EAGAIN ? 0 : -1;
+        while (done-- > 0) {
             tcp_out_t *o = st->o_head;
-            size_t rem = TCP_HDR_LEN + o->len - st->o_off;
-            if (left < rem) {
-                st->o_off += left;
-                break;
-            }
-            left -= rem;
-            st->o_off = 0;
             st->o_head = o->next;
             if (!st->o_head)
                 st->o_tail = NULL;
