@@ -403,12 +403,13 @@ TIDE_API tide_status_t tide_engine_paths(tide_engine_t *engine, int peer, tide_p
 /* Engine-wide counters since creation (a transport's are zero without
  * it). */
 typedef struct tide_engine_counters {
-    uint64_t rdma_post_calls; /* ibv_post_send calls */
-    uint64_t rdma_wrs;        /* work requests posted */
-    uint64_t rdma_signaled;   /* of them signaled */
-    uint64_t rdma_cqes;       /* completions polled */
-    uint64_t tcp_frames_in;   /* TCP requests received (writes, reads, signals) */
-    uint64_t tcp_acks_out;    /* TCP acknowledgement frames sent for them */
+    uint64_t rdma_post_calls;  /* ibv_post_send calls */
+    uint64_t rdma_wrs;         /* work requests posted */
+    uint64_t rdma_signaled;    /* of them signaled */
+    uint64_t rdma_cqes;        /* completions polled */
+    uint64_t tcp_frames_in;    /* TCP requests received (writes, reads, signals) */
+    uint64_t tcp_acks_out;     /* TCP acknowledgement frames sent for them */
+    uint64_t tcp_acks_carried; /* ... and acknowledgements sent riding on requests */
 } tide_engine_counters_t;
 
 TIDE_API tide_status_t tide_engine_counters(tide_engine_t *engine, tide_engine_counters_t *out);

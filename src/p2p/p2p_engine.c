@@ -478,5 +478,6 @@ tide_status_t tide_engine_counters(tide_engine_t *e, tide_engine_counters_t *out
     out->rdma_cqes = __atomic_load_n(&e->counters.rdma_cqes, __ATOMIC_RELAXED);
     out->tcp_frames_in = __atomic_load_n(&e->counters.tcp_frames_in, __ATOMIC_RELAXED);
     out->tcp_acks_out = __atomic_load_n(&e->counters.tcp_acks_out, __ATOMIC_RELAXED);
+    out->tcp_acks_carried = __atomic_load_n(&e->counters.tcp_acks_carried, __ATOMIC_RELAXED);
     return TIDE_SUCCESS;
 }

@@ -699,8 +699,8 @@ static void test_raw_local_writes(void **state)
     free(dst);
 }
 
-/* Frame headers: flags round-trip; the lazy flag only on frames that are
- * acknowledged; unknown flags refused. */
+/* Frame headers: flags and acks round-trip; the lazy flag only on frames
+ * that are acknowledged, acks only on requests; unknown flags refused. */
 static void test_frame_flags(void **state)
 {
     (void)state;
@@ -714,6 +714,24 @@ static void test_frame_flags(void **state)
     assert_int_equal(g.seg, 3);
     assert_int_equal(g.off, 7);
     assert_int_equal(g.len, 9);
+    assert_int_equal(g.acks, 0);
+    /* an ACK rides on any request, on no answer */
+    static const uint8_t request[] = {TCP_OP_WRITE, TCP_OP_READ, TCP_OP_NOTIFY, TCP_OP_CTRL};
+    for (size_t i = 0; i < 4; i++) {
+        f = (tcp_frame_t){.op = request[i], .len = request[i] == TCP_OP_READ ? 8 : 0, .acks = 5};
+        tcp_frame_encode(b, &f);
+        assert_int_equal(tcp_frame_decode(b, &g), TIDE_SUCCESS);
+        assert_int_equal(g.acks, 5);
+        tcp_frame_set_acks(b, 0xfffffffe);
+        assert_int_equal(tcp_frame_decode(b, &g), TIDE_SUCCESS);
+        assert_int_equal(g.acks, 0xfffffffe);
+    }
+    f = (tcp_frame_t){.op = TCP_OP_ACK, .tag = 1, .acks = 1};
+    tcp_frame_encode(b, &f);
+    assert_int_equal(tcp_frame_decode(b, &g), TIDE_ERR_INVALID);
+    f = (tcp_frame_t){.op = TCP_OP_READ_RESP, .len = 4, .acks = 1};
+    tcp_frame_encode(b, &f);
+    assert_int_equal(tcp_frame_decode(b, &g), TIDE_ERR_INVALID);
     static const uint8_t acked[] = {TCP_OP_WRITE, TCP_OP_NOTIFY, TCP_OP_CTRL};
     static const uint8_t other[] = {TCP_OP_READ, TCP_OP_ACK, TCP_OP_READ_RESP};
     for (size_t i = 0; i < 3; i++) {
@@ -836,6 +854,17 @@ static void test_hostile_clients(void **state)
     assert_true(closed_by_engine(fd));
     close(fd);
     assert_true(test_log_contains("malformed frame header"));
+
+    fd = raw_connect(p); /* an ACK riding on a signal, for requests never sent */
+    raw_hello(fd, p, NULL);
+    uint8_t hdr[TCP_HDR_LEN];
+    tcp_frame_t f = {.op = TCP_OP_NOTIFY, .seg = 1, .acks = 1, .tag = 5};
+    tcp_frame_encode(hdr, &f);
+    raw_send(fd, hdr, sizeof(hdr));
+    assert_true(closed_by_engine(fd));
+    close(fd);
+    assert_true(test_log_contains("ACK for more frames than were in flight"));
+    assert_int_equal(p2p_signal_value(p->eng[1], 0, 1), 0); /* the signal was refused */
 
     fd = raw_connect(p); /* half a payload, then gone */
     raw_hello(fd, p, NULL);
@@ -1103,56 +1132,178 @@ static void test_duplex_simultaneous(void **state)
     unsetenv("TIDE_TCP_DUPLEX");
 }
 
-/* An order (a signalling channel's batches) stays on the stream it
- * started on while that stream lives, though the stream it prefers comes
- * up later: rank 0 opens one stream, rank 1 has two and adopts rank 0's
- * as its stream 0, so its channel 1 (preferring stream 1) starts there.
- * Then a client says hello as rank 0's stream 1 and is adopted too. Rank
- * 1's later batches on channel 1 must not go to it: earlier ones may
- * still be in flight on stream 0, and a signal would overtake their
- * data. */
+/* A client that says hello to rank 1 as rank 0's stream `index`, and
+ * is adopted as that stream. */
+static int fake_stream(pair_t *p, int index)
+{
+    int fd = raw_connect(p);
+    int before = p2p_tcp_sockets(p->eng[1], 0);
+    uint8_t h[TCP_HELLO_LEN];
+    tcp_hello_t hello = {.rank = 0, .index = (uint32_t)index};
+    memcpy(hello.token, p->eng[1]->self.token, 16);
+    tcp_hello_encode(h, &hello);
+    raw_send(fd, h, sizeof(h));
+    for (int k = 0; k < 400 && p2p_tcp_sockets(p->eng[1], 0) == before; k++)
+        usleep(5000);
+    assert_int_equal(p2p_tcp_sockets(p->eng[1], 0), before + 1);
+    return fd;
+}
+
+/* Read a frame header from a fake stream, and its payload into buf (at
+ * most cap bytes); false when none came within 200 ms. */
+static bool fake_read(int fd, tcp_frame_t *f, void *buf, size_t cap)
+{
+    uint8_t h[TCP_HDR_LEN];
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    if (poll(&pf, 1, 200) != 1)
+        return false;
+    assert_int_equal(recv(fd, h, sizeof(h), MSG_WAITALL), (ssize_t)sizeof(h));
+    assert_int_equal(tcp_frame_decode(h, f), TIDE_SUCCESS);
+    if (f->op == TCP_OP_WRITE) {
+        assert_true(f->len <= cap);
+        assert_int_equal(recv(fd, buf, f->len, MSG_WAITALL), (ssize_t)f->len);
+    }
+    return true;
+}
+
+/* Read one signalled batch (a WRITE and its in-band signal) from a fake
+ * stream; its bytes must be `want`. */
+static void fake_read_batch(int fd, const unsigned char *want, size_t len, uint64_t signal)
+{
+    unsigned char *got = malloc(len);
+    tcp_frame_t f;
+    assert_true(fake_read(fd, &f, got, len));
+    assert_int_equal(f.op, TCP_OP_WRITE);
+    assert_int_equal(f.len, len);
+    expect_equal(got, want, len, "a batch read by a fake rank 0");
+    assert_true(fake_read(fd, &f, NULL, 0));
+    assert_int_equal(f.op, TCP_OP_NOTIFY);
+    assert_int_equal(f.tag, signal);
+    free(got);
+}
+
+/* An order (a signalling channel's batches) stays on the stream it went
+ * to while that stream has slices queued or in flight, though the stream
+ * it prefers came up since (streams are adopted one hello at a time): a
+ * signal must not overtake the data of an earlier batch. Once that
+ * stream is idle, the order goes back to the stream it prefers. Rank 1
+ * has two streams; both are fake rank 0 clients that answer when told. */
 static void test_order_stays_on_its_stream(void **state)
 {
     (void)state;
-    enum { LEN = 256 * 1024, CHAN = 1, N = 8 };
+    enum { LEN = 4096, CHAN = 1, N = 4 };
     setenv("TIDE_TCP_DUPLEX", "on", 1);
-    pair_t *p = pair_open_streams(TIDE_TRANSPORT_TCP, 1, 2);
+    pair_t *p = pair_open(TIDE_TRANSPORT_TCP);
     unsetenv("TIDE_TCP_DUPLEX");
+    assert_int_equal(p->eng[1]->tcp_streams, 2);
     duplex_t d;
     duplex_setup(p, &d, LEN);
-    duplex_submit(&d, 0); /* rank 0 connects its one stream; rank 1 adopts it */
-    duplex_wait(&d, 0);
-    assert_int_equal(p2p_tcp_sockets(p->eng[1], 0), 1);
-    uint64_t base = p2p_signal_value(p->eng[0], 1, CHAN);
+    int fd0 = fake_stream(p, 0);
     tide_request_t r = {TIDE_OP_WRITE, d.sid[1], 0, 0, d.did[0], 0, LEN};
-    tide_batch_t *b[N];
-    int fd = -1;
+    tide_batch_t *b[N + 2];
+    /* channel 1 prefers stream 1, which is down: stream 0 takes the order */
     for (int i = 0; i < N; i++) {
-        if (i == N / 2) { /* a stream 1 for rank 1 comes up in the middle */
-            fd = raw_connect(p);
-            uint8_t h[TCP_HELLO_LEN];
-            tcp_hello_t hello = {.rank = 0, .index = 1};
-            memcpy(hello.token, p->eng[1]->self.token, 16);
-            tcp_hello_encode(h, &hello);
-            raw_send(fd, h, sizeof(h));
-            for (int k = 0; k < 200 && p2p_tcp_sockets(p->eng[1], 0) < 2; k++)
-                usleep(5000);
-            assert_int_equal(p2p_tcp_sockets(p->eng[1], 0), 2);
-        }
-        assert_int_equal(p2p_batch_submit_signal(p->eng[1], &r, 1, 0, 0, CHAN,
-                                                 base + (uint64_t)(i + 1) * LEN, &b[i]),
-                         TIDE_SUCCESS);
+        assert_int_equal(
+            p2p_batch_submit_signal(p->eng[1], &r, 1, 0, 0, CHAN, (uint64_t)i + 1, &b[i]),
+            TIDE_SUCCESS);
+        fake_read_batch(fd0, d.src[1], LEN, (uint64_t)i + 1);
     }
-    for (int i = 0; i < N; i++) {
-        assert_int_equal(tide_batch_wait(b[i], 20000), TIDE_SUCCESS);
+    int fd1 = fake_stream(p, 1);
+    /* unanswered batches on stream 0: the next stays behind them */
+    assert_int_equal(p2p_batch_submit_signal(p->eng[1], &r, 1, 0, 0, CHAN, N + 1, &b[N]),
+                     TIDE_SUCCESS);
+    fake_read_batch(fd0, d.src[1], LEN, N + 1);
+    tcp_frame_t f;
+    assert_false(fake_read(fd1, &f, NULL, 0)); /* nothing went to the newcomer */
+    uint8_t ack[TCP_HDR_LEN];
+    f = (tcp_frame_t){.op = TCP_OP_ACK, .tag = 2 * (N + 1)};
+    tcp_frame_encode(ack, &f);
+    raw_send(fd0, ack, sizeof(ack));
+    for (int i = 0; i <= N; i++) {
+        assert_int_equal(tide_batch_wait(b[i], 5000), TIDE_SUCCESS);
         tide_batch_free(b[i]);
     }
-    struct pollfd pf = {.fd = fd, .events = POLLIN};
-    assert_int_equal(poll(&pf, 1, 200), 0); /* nothing was sent to the newcomer */
-    close(fd);
-    expect_equal(d.dst[0], d.src[1], LEN, "rank 1 -> rank 0 on channel 1");
+    /* stream 0 idle: the order is back on stream 1 */
+    assert_int_equal(p2p_batch_submit_signal(p->eng[1], &r, 1, 0, 0, CHAN, N + 2, &b[N + 1]),
+                     TIDE_SUCCESS);
+    fake_read_batch(fd1, d.src[1], LEN, N + 2);
+    assert_false(fake_read(fd0, &f, NULL, 0));
+    /* the fake's answer rides on a request of its own: a signal on
+     * channel 2, which rank 1 answers at once (no batch waits on it) */
+    f = (tcp_frame_t){.op = TCP_OP_NOTIFY, .seg = 2, .acks = 2, .tag = 77};
+    tcp_frame_encode(ack, &f);
+    raw_send(fd1, ack, sizeof(ack));
+    assert_int_equal(tide_batch_wait(b[N + 1], 5000), TIDE_SUCCESS);
+    tide_batch_free(b[N + 1]);
+    assert_true(fake_read(fd1, &f, NULL, 0));
+    assert_int_equal(f.op, TCP_OP_ACK);
+    assert_int_equal(f.tag, 1);
+    assert_int_equal(p2p_signal_value(p->eng[1], 0, 2), 77);
+    close(fd0);
+    close(fd1);
     duplex_free(&d);
     pair_close(p);
+}
+
+/* Ranks that take turns over duplex streams owe each other ACKs for
+ * lazily acknowledged batches: they ride on the next request going back
+ * instead of costing frames of their own. READs in between are answered
+ * apart (an ACK riding on a request may pass an answer to a READ). */
+static void test_acks_ride_on_requests(void **state)
+{
+    pair_t *p = *state;
+    enum { LEN = 256, N = 200, CHAN = 1 };
+    duplex_t d;
+    duplex_setup(p, &d, LEN);
+    tide_engine_counters_t before[2], after[2];
+    for (int r = 0; r < 2; r++)
+        assert_int_equal(tide_engine_counters(p->eng[r], &before[r]), TIDE_SUCCESS);
+    tide_batch_t *b[2][N];
+    unsigned char *back = malloc(LEN);
+    uint32_t back_id;
+    assert_int_equal(tide_segment_register(p->eng[0], back, LEN, &back_id), TIDE_SUCCESS);
+    for (int i = 0; i < N; i++) {
+        int r = i % 2; /* rank r sends its i-th turn; the other waits for it */
+        tide_request_t q = {TIDE_OP_WRITE, d.sid[r], 0, 1 - r, d.did[1 - r], 0, LEN};
+        d.src[r][0] = (unsigned char)i;
+        assert_int_equal(p2p_batch_submit_signal(p->eng[r], &q, 1, P2P_BATCH_LAZY_ACK, 1 - r, CHAN,
+                                                 (uint64_t)i / 2 + 1, &b[r][i / 2]),
+                         TIDE_SUCCESS);
+        int64_t deadline = tide_deadline_ms(20000);
+        while (p2p_signal_value(p->eng[1 - r], r, CHAN) < (uint64_t)i / 2 + 1 &&
+               tide_time_ns() < deadline)
+            ;
+        assert_int_equal(p2p_signal_value(p->eng[1 - r], r, CHAN), (uint64_t)i / 2 + 1);
+        expect_equal(d.dst[1 - r], d.src[r], LEN, "a turn");
+        if (i % 16 == 15) { /* rank 0 reads back what it last sent */
+            tide_request_t rd = {TIDE_OP_READ, back_id, 0, 1, d.did[1], 0, LEN};
+            tide_batch_t *rb;
+            assert_int_equal(tide_batch_submit(p->eng[0], &rd, 1, 0, &rb), TIDE_SUCCESS);
+            assert_int_equal(tide_batch_wait(rb, 20000), TIDE_SUCCESS);
+            tide_batch_free(rb);
+            expect_equal(back, d.src[0], LEN, "a READ between turns");
+        }
+    }
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < N / 2; i++) {
+            assert_int_equal(tide_batch_wait(b[r][i], 5000), TIDE_SUCCESS);
+            tide_batch_free(b[r][i]);
+        }
+    uint64_t carried = 0, out = 0;
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(tide_engine_counters(p->eng[r], &after[r]), TIDE_SUCCESS);
+        carried += after[r].tcp_acks_carried - before[r].tcp_acks_carried;
+        out += after[r].tcp_acks_out - before[r].tcp_acks_out;
+    }
+    print_message("%d turns: %" PRIu64 " ACKs carried on requests, %" PRIu64 " ACK frames\n", N,
+                  carried, out);
+    /* each turn carries the ACK of the one before it, but where the
+     * 100 us timer fired first (a slow machine) */
+    assert_true(carried >= N / 4);
+    assert_true(carried + out <= 2 * N);
+    assert_int_equal(tide_segment_free(p->eng[0], back_id), TIDE_SUCCESS);
+    free(back);
+    duplex_free(&d);
 }
 
 /* TIDE_TCP_DUPLEX: auto and on adopt (auto with a core per rank), off
@@ -1758,6 +1909,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_duplex_simultaneous),
         cmocka_unit_test(test_duplex_off),
         cmocka_unit_test(test_order_stays_on_its_stream),
+        cmocka_unit_test_setup_teardown(test_acks_ride_on_requests, setup_tcp_duplex, teardown),
         cmocka_unit_test_setup_teardown(test_adopted_hostile, setup_tcp_duplex, teardown),
         cmocka_unit_test(test_from_store),
         cmocka_unit_test(test_congestion_control),

@@ -112,7 +112,7 @@ typedef struct tcp_stream {
     size_t rpos, rlen;
     bool drained; /* a recv came back short: the socket was empty (until epoll says) */
     bool in_payload;
-    bool rx_resp; /* the payload arriving answers our READ (f_head) */
+    p2p_slice_t *rx_read; /* the payload arriving answers this READ of ours */
     char *dst;
     uint32_t left;
     p2p_lseg_t *cur_seg;
@@ -123,7 +123,8 @@ typedef struct tcp_stream {
     uint64_t f_off;
     uint32_t f_len;
     /* target role: answers to send (progress; the queue under lock too) */
-    uint32_t acks;     /* frames done, not acknowledged yet */
+    uint32_t acks;     /* frames done, not acknowledged yet (atomic: a request
+                          written takes them along, see flush_slices) */
     bool ack_eager;    /* ... one of them without TCP_FLAG_LAZY_ACK: answer now */
     bool cur_lazy;     /* the WRITE whose payload is arriving has the flag */
     int64_t ack_since; /* > 0: acks owed lazily since then (counted in lazy_owed) */
@@ -223,6 +224,7 @@ static void reset_rx(tcp_stream_t *st)
     st->rpos = st->rlen = 0;
     st->drained = false;
     st->in_payload = false;
+    st->rx_read = NULL;
     st->dst = NULL;
     st->left = 0;
 }
@@ -280,20 +282,39 @@ static int write_frames(int fd, struct iovec *iov, int n, const size_t *lens, in
 }
 
 /* Write queued slices until done or the socket is full: 1 all written, 0
- * full, -1 a socket error (errno). Lock held. */
+ * full, -1 a socket error (errno). Lock held.
+ *
+ * The first frame each write begins carries the ACKs this end owes for
+ * the peer's requests on this stream (where the peer sends on it too):
+ * a pair exchanging messages then sends no ACK frames at all. Frames
+ * begun here have their acks field set anew (a slice moved off a failed
+ * stream may carry that stream's); what a write did not begin to send
+ * is owed again. */
 static int flush_slices(tcp_stream_t *st)
 {
     while (st->q_head) {
         struct iovec iov[IOV_BATCH];
         size_t lens[IOV_BATCH];
-        int n = 0, nf = 0;
+        int n = 0, nf = 0, carrier = -1;
+        uint32_t acks = __atomic_exchange_n(&st->acks, 0, __ATOMIC_RELAXED);
         for (p2p_slice_t *s = st->q_head; s && n + 2 <= IOV_BATCH; s = s->next) {
+            if (nf > 0 || st->q_off == 0) { /* begun by this write, if at all */
+                tcp_frame_set_acks(s->hdr, carrier < 0 ? acks : 0);
+                if (carrier < 0)
+                    carrier = nf;
+            }
             iov[n++] = (struct iovec){s->hdr, TCP_HDR_LEN};
             if (s->op == TIDE_OP_WRITE)
                 iov[n++] = (struct iovec){s->local, s->len};
             lens[nf++] = frame_bytes(s);
         }
         int done = write_frames(st->fd, iov, n, lens, nf, &st->q_off);
+        if (acks) {
+            if (done > carrier || (done == carrier && st->q_off > 0))
+                __atomic_add_fetch(&st->ctx->e->counters.tcp_acks_carried, 1, __ATOMIC_RELAXED);
+            else
+                __atomic_add_fetch(&st->acks, acks, __ATOMIC_RELAXED);
+        }
         if (done < 0)
             return done == -EAGAIN ? 0 : -1;
         while (done-- > 0) { /* written: in flight until answered */
@@ -359,6 +380,15 @@ static int stream_flush(tcp_stream_t *st, bool answers)
         return -1;
     set_events(st, st->q_head || st->o_head ? EPOLLIN | EPOLLOUT : EPOLLIN);
     return 0;
+}
+
+/* Slices queued or in flight on st. */
+static bool stream_busy(tcp_stream_t *st)
+{
+    pthread_mutex_lock(&st->lock);
+    bool busy = st->q_head || st->f_head;
+    pthread_mutex_unlock(&st->lock);
+    return busy;
 }
 
 /* Queue a chain on st and write what fits; false if st is dead. */
@@ -565,16 +595,19 @@ static void tcp_send_locked(tcp_ctx_t *c, p2p_peer_t *peer, p2p_slice_t **s, siz
         return;
     }
     if (ordered >= 0) {
-        /* Where this order went before, while that stream lives: a stream
-         * that comes up later (adopted, see adopt) must not take over an
-         * order whose earlier batches are still in flight on another. */
+        /* Where this order went before, while that stream lives and has
+         * slices queued or in flight: a stream that comes up later
+         * (adopted, see adopt) must not take over an order whose earlier
+         * batches may still be in flight on another. Once that stream is
+         * idle the order goes back to its own, where the peer's order on
+         * the same channel travels (its ACKs then ride on our requests). */
         int pref = ordered % c->e->tcp_streams, was = tp->route[pref];
         tcp_stream_t *one = use[0];
         for (int i = 0; i < k; i++)
             if (use[i]->index == pref)
                 one = use[i];
-        for (int i = 0; i < k; i++)
-            if (use[i]->index == was)
+        for (int i = 0; i < k && was != one->index; i++)
+            if (use[i]->index == was && (one->index != pref || stream_busy(use[i])))
                 one = use[i];
         tp->route[pref] = one->index;
         for (size_t i = 0; i < n; i++)
@@ -949,10 +982,10 @@ static void ack_owed_clear(tcp_stream_t *st)
 static bool push_acks(tcp_stream_t *st)
 {
     ack_owed_clear(st);
-    if (!st->acks)
-        return true;
-    tcp_frame_t f = {.op = TCP_OP_ACK, .tag = st->acks};
-    st->acks = 0;
+    uint32_t acks = __atomic_exchange_n(&st->acks, 0, __ATOMIC_RELAXED);
+    if (!acks)
+        return true; /* none, or a request took them along */
+    tcp_frame_t f = {.op = TCP_OP_ACK, .tag = acks};
     __atomic_add_fetch(&st->ctx->e->counters.tcp_acks_out, 1, __ATOMIC_RELAXED);
     return out_push(st, &f, NULL, NULL);
 }
@@ -963,7 +996,8 @@ static bool push_acks(tcp_stream_t *st)
  * all, and it keeps their slices to resend until then. */
 static bool answer(tcp_stream_t *st)
 {
-    if (st->acks && !st->ack_eager && st->acks < LAZY_ACK_FRAMES) {
+    uint32_t acks = __atomic_load_n(&st->acks, __ATOMIC_RELAXED);
+    if (acks && !st->ack_eager && acks < LAZY_ACK_FRAMES) {
         if (!st->ack_since) {
             st->ack_since = tide_time_ns();
             __atomic_store_n(&st->ctx->lazy_owed, st->ctx->lazy_owed + 1, __ATOMIC_RELAXED);
@@ -979,7 +1013,7 @@ static void answers_drop(tcp_stream_t *st)
 {
     tcp_ctx_t *c = st->ctx;
     ack_owed_clear(st);
-    st->acks = 0;
+    __atomic_store_n(&st->acks, 0, __ATOMIC_RELAXED);
     if (st->cur_seg)
         p2p_lseg_put(st->cur_seg);
     st->cur_seg = NULL;
@@ -1122,42 +1156,62 @@ static tcp_stream_t *adopt(tcp_stream_t *t)
     return take ? st : t;
 }
 
-/* An answer to our requests (ACK, READ_RESP): NULL, or why it is wrong. */
-static const char *got_answer(tcp_stream_t *st, const tcp_frame_t *f)
+/* Take s, which follows prev (NULL: the head), off the in-flight list.
+ * Lock held. */
+static void inflight_unlink(tcp_stream_t *st, p2p_slice_t *prev, p2p_slice_t *s)
 {
-    tide_engine_t *e = st->ctx->e;
-    if (f->op == TCP_OP_READ_RESP) {
-        pthread_mutex_lock(&st->lock);
-        p2p_slice_t *s = st->f_head;
-        bool ok = s && s->op == TIDE_OP_READ && s->len == f->len;
-        pthread_mutex_unlock(&st->lock);
-        if (!ok)
-            return "READ_RESP that answers no READ in flight";
-        st->in_payload = true;
-        st->rx_resp = true;
-        st->dst = s->local;
-        st->left = f->len;
-        return NULL;
-    }
-    p2p_slice_t *done = NULL, **tail = &done;
+    *(prev ? &prev->next : &st->f_head) = s->next;
+    if (st->f_tail == s)
+        st->f_tail = prev;
+    s->next = NULL;
+}
+
+/* n more of our WRITE/NOTIFY/CTRL frames on st are done, oldest first
+ * (an ACK frame, or one riding on a request). READs are answered apart,
+ * in order among themselves: answers written by progress and requests
+ * carrying ACKs may pass each other. NULL, or why n is wrong. */
+static const char *got_acks(tcp_stream_t *st, uint64_t n)
+{
+    p2p_slice_t *done = NULL, **tail = &done, *prev = NULL;
     uint64_t k = 0;
     pthread_mutex_lock(&st->lock);
-    while (k < f->tag && st->f_head && st->f_head->op != TIDE_OP_READ) {
-        p2p_slice_t *s = st->f_head;
-        st->f_head = s->next;
-        s->next = NULL;
+    for (p2p_slice_t *s = st->f_head, *next; s && k < n; s = next) {
+        next = s->next;
+        if (s->op == TIDE_OP_READ) {
+            prev = s;
+            continue;
+        }
+        inflight_unlink(st, prev, s);
         *tail = s;
         tail = &s->next;
         k++;
     }
-    if (!st->f_head)
-        st->f_tail = NULL;
     pthread_mutex_unlock(&st->lock);
     for (p2p_slice_t *s = done, *next; s; s = next) {
         next = s->next;
-        p2p_slice_done(e, s, TIDE_SUCCESS);
+        p2p_slice_done(st->ctx->e, s, TIDE_SUCCESS);
     }
-    return k == f->tag ? NULL : "ACK for more frames than were in flight";
+    return k == n ? NULL : "ACK for more frames than were in flight";
+}
+
+/* An answer to our requests (ACK, READ_RESP): NULL, or why it is wrong. */
+static const char *got_answer(tcp_stream_t *st, const tcp_frame_t *f)
+{
+    if (f->op == TCP_OP_ACK)
+        return got_acks(st, f->tag);
+    pthread_mutex_lock(&st->lock);
+    p2p_slice_t *s = st->f_head;
+    while (s && s->op != TIDE_OP_READ)
+        s = s->next;
+    bool ok = s && s->len == f->len;
+    pthread_mutex_unlock(&st->lock);
+    if (!ok)
+        return "READ_RESP that answers no READ in flight";
+    st->in_payload = true;
+    st->rx_read = s;
+    st->dst = s->local;
+    st->left = f->len;
+    return NULL;
 }
 
 /* A request (WRITE, READ, NOTIFY, CTRL): NULL, or why it is refused. */
@@ -1185,7 +1239,6 @@ static const char *got_request(tcp_stream_t *st, const tcp_frame_t *f)
         if (__atomic_load_n(&c->nzones, __ATOMIC_ACQUIRE) > 0)
             zone_take(st, f);
         st->in_payload = true;
-        st->rx_resp = false;
         st->cur_lazy = f->flags & TCP_FLAG_LAZY_ACK;
         return NULL;
     }
@@ -1196,7 +1249,7 @@ static const char *got_request(tcp_stream_t *st, const tcp_frame_t *f)
     } else {
         p2p_ctrl_received(c->e, st->peer, f->seg, f->off, f->tag);
     }
-    st->acks++;
+    __atomic_add_fetch(&st->acks, 1, __ATOMIC_RELAXED);
     st->ack_eager |= !(f->flags & TCP_FLAG_LAZY_ACK);
     return NULL;
 }
@@ -1219,12 +1272,13 @@ static void stream_read(tcp_stream_t *st)
             if ((rc = rx_payload(st, &why)) <= 0)
                 break;
             st->in_payload = false;
-            if (st->rx_resp) {
+            if (st->rx_read) {
+                p2p_slice_t *s = st->rx_read, *prev = NULL;
+                st->rx_read = NULL;
                 pthread_mutex_lock(&st->lock);
-                p2p_slice_t *s = st->f_head;
-                st->f_head = s->next;
-                if (!st->f_head)
-                    st->f_tail = NULL;
+                for (p2p_slice_t *i = st->f_head; i != s; i = i->next)
+                    prev = i;
+                inflight_unlink(st, prev, s);
                 pthread_mutex_unlock(&st->lock);
                 p2p_slice_done(e, s, TIDE_SUCCESS);
                 continue;
@@ -1233,7 +1287,7 @@ static void stream_read(tcp_stream_t *st)
                 zone_land(st);
             p2p_lseg_put(st->cur_seg);
             st->cur_seg = NULL;
-            st->acks++;
+            __atomic_add_fetch(&st->acks, 1, __ATOMIC_RELAXED);
             st->ack_eager |= !st->cur_lazy;
             continue;
         }
@@ -1247,7 +1301,7 @@ static void stream_read(tcp_stream_t *st)
         st->rpos += TCP_HDR_LEN;
         if (f.op == TCP_OP_ACK || f.op == TCP_OP_READ_RESP)
             why = got_answer(st, &f);
-        else
+        else if (!f.acks || !(why = got_acks(st, f.acks)))
             why = got_request(st, &f);
         if (why) {
             stream_end(st, why, false);
