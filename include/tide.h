@@ -448,6 +448,18 @@ typedef enum tide_redop {
 TIDE_API size_t tide_dtype_size(tide_dtype_t dtype);
 
 /*
+ * Tide memory: buffers that the other ranks on this host can map. Where
+ * a rank's buffers of a collective lie in it, the direct algorithms (ranks
+ * on one host) of its peers read them in place instead of copying them
+ * through the kernel (process_vm_readv); other buffers work as before. The memory is zeroed,
+ * page-aligned and shared with no other process until a collective names it; a peer that mapped it
+ * keeps its mapping until its communicator is destroyed or it maps others instead.
+ * Peers need the permission CMA needs (same user, ptrace scope). Free with tide_mem_free only.
+ */
+TIDE_API tide_status_t tide_mem_alloc(size_t size, void **ptr);
+TIDE_API tide_status_t tide_mem_free(void *ptr);
+
+/*
  * Collectives. Every rank of the communicator calls the same collectives
  * in the same order (send/recv: matching pairs in the same order). Buffers
  * stay the caller's. In place: sendbuf == recvbuf (allgather: sendbuf ==

@@ -6,17 +6,19 @@
 # out-of-place root copies its input to its output besides (tide_perf
 # prints both).
 #
-#   perf/compare.sh [--tcp] [-np N] [-c allreduce|allgather|broadcast|barrier] [-e MAX] [-r REPEATS] [-n ITERS] [-W]
+#   perf/compare.sh [--tcp] [-np N] [-c allreduce|allgather|broadcast|barrier] [-e MAX] [-r REPEATS] [-n ITERS] [-W] [-R]
 #
 # -W: both sides rewrite their input before every iteration and time only
 # the collective calls (tide_perf -W 1), as an application computing its
 # input anew would see it.
+# -R: Tide's buffers are Tide memory (tide_perf -R 1, tide_mem_alloc),
+# which the direct algorithms read in place; Open MPI's stay malloc'd.
 #
 # Needs build/tiderun, build/tide_perf and build/mpi_coll_bench (built when
 # mpicc is present) and mpirun.openmpi.
 set -eu
 cd "$(dirname "$0")/.."
-np=2 coll=allreduce max=64M tcp=0 reps=1 iters=20 rewrite=0
+np=2 coll=allreduce max=64M tcp=0 reps=1 iters=20 rewrite=0 tmem=0
 while [ $# -gt 0 ]; do
   case $1 in
     --tcp) tcp=1 ;;
@@ -26,7 +28,8 @@ while [ $# -gt 0 ]; do
     -r) reps=$2; shift ;;
     -n) iters=$2; shift ;;
     -W) rewrite=1 ;;
-    *) echo "usage: $0 [--tcp] [-np N] [-c COLL] [-e MAX] [-r REPEATS] [-n ITERS] [-W]" >&2; exit 2 ;;
+    -R) tmem=1 ;;
+    *) echo "usage: $0 [--tcp] [-np N] [-c COLL] [-e MAX] [-r REPEATS] [-n ITERS] [-W] [-R]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -42,12 +45,13 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for i in $(seq "$reps"); do
-  env $tide_env timeout -k 10 300 build/tiderun -n "$np" build/tide_perf "$coll" -e "$max" -n "$iters" -c 0 -W $rewrite \
+  env $tide_env timeout -k 10 300 build/tiderun -n "$np" build/tide_perf "$coll" -e "$max" -n "$iters" -c 0 -W $rewrite -R $tmem \
       > "$out/tide.$i"
   timeout -k 10 300 mpirun.openmpi --allow-run-as-root --oversubscribe -np "$np" $mca \
       build/mpi_coll_bench "$coll" -e "$max" -n "$iters" -W $rewrite > "$out/mpi.$i"
 done
 [ $rewrite = 1 ] && label="$label, input rewritten every iteration"
+[ $tmem = 1 ] && label="$label, Tide's buffers in Tide memory"
 # Tide's busbw column: out of place (8), or in place (12) for broadcast
 tcol=8 place="out-of-place"
 [ "$coll" = broadcast ] && tcol=12 place="Tide in place, as MPI_Bcast"

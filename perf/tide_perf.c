@@ -535,10 +535,10 @@ static size_t check_output(kind_t k, const float *r, size_t count, int rank, int
 static int perf_coll(kind_t k, int argc, char **argv)
 {
     size_t min = 8, max = 64u << 20, factor = 2;
-    int iters = 20, warmup = 5, check = 1, root = 0, rewrite = 0, pct = 0, c, rank, n;
+    int iters = 20, warmup = 5, check = 1, root = 0, rewrite = 0, pct = 0, tmem = 0, c, rank, n;
     tide_dtype_t dt = TIDE_FLOAT32;
     tide_redop_t op = TIDE_SUM;
-    while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:r:W:p:")) != -1) {
+    while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:r:W:p:R:")) != -1) {
         switch (c) {
         case 'b':
             min = parse_size(optarg);
@@ -573,17 +573,21 @@ static int perf_coll(kind_t k, int argc, char **argv)
         case 'p':
             pct = atoi(optarg);
             break;
+        case 'R':
+            tmem = atoi(optarg);
+            break;
         default:
             fprintf(stderr,
                     "usage: tide_perf %s [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] "
-                    "[-w WARMUP] [-c 0|1] [-d DTYPE] [-o OP] [-r ROOT] [-W 0|1] [-p 0|1]\n",
+                    "[-w WARMUP] [-c 0|1] [-d DTYPE] [-o OP] [-r ROOT] [-W 0|1] [-p 0|1] "
+                    "[-R 0|1]\n",
                     kinds[k].name);
             return 2;
         }
     }
     if ((int)dt < 0 || (int)op < 0 || min < 1 || max < min || factor < 2 || iters < 1 ||
         warmup < 0 || (check != 0 && check != 1) || (rewrite != 0 && rewrite != 1) ||
-        (pct != 0 && pct != 1) || root < 0) {
+        (pct != 0 && pct != 1) || (tmem != 0 && tmem != 1) || root < 0) {
         fprintf(stderr, "tide_perf: bad arguments\n");
         return 2;
     }
@@ -604,7 +608,14 @@ static int perf_coll(kind_t k, int argc, char **argv)
     if (check && dt != TIDE_FLOAT32)
         check = 0; /* the check knows float inputs only */
     size_t cap = max + (size_t)n * 64;
-    char *sbuf = malloc(cap), *rbuf = malloc(cap);
+    char *sbuf = NULL, *rbuf = NULL;
+    if (tmem) { /* -R 1: buffers in Tide memory, which peers on this host map */
+        CHECK(tide_mem_alloc(cap, (void **)&sbuf));
+        CHECK(tide_mem_alloc(cap, (void **)&rbuf));
+    } else {
+        sbuf = malloc(cap);
+        rbuf = malloc(cap);
+    }
     double *lat = malloc((size_t)iters * sizeof(*lat)), pcts[2][3] = {{0}};
     if (!sbuf || !rbuf || !lat) {
         fprintf(stderr, "tide_perf: out of memory\n");
@@ -701,9 +712,14 @@ static int perf_coll(kind_t k, int argc, char **argv)
     }
     if (rank == 0)
         printf("# Avg bus bandwidth    : %g GB/s\n", bw_sum / bw_n);
-    free(sbuf);
+    if (tmem) {
+        CHECK(tide_mem_free(sbuf));
+        CHECK(tide_mem_free(rbuf));
+    } else {
+        free(sbuf);
+        free(rbuf);
+    }
     free(lat);
-    free(rbuf);
     CHECK(tide_comm_destroy(comm));
     return 0;
 }

@@ -345,6 +345,7 @@ void coll_ctx_destroy(coll_ctx_t *c)
         pthread_join(c->worker, NULL);
     }
     coll_engine_teardown(c);
+    coll_maps_release(c);
     coll_shm_teardown(c);
     free(c->pipe);
     free(c->scratch);

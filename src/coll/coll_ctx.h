@@ -118,6 +118,25 @@ static inline void coll_work_settle(struct tide_work *w)
 struct shm_state;
 struct eng_state;
 
+/* What a card says of a rank's buffer in Tide memory (coll_mem.c): serial
+ * 0 where it is not. */
+typedef struct coll_mem_ref {
+    uint64_t serial, ino, base, len;
+    int32_t fd;
+    uint32_t pad;
+} coll_mem_ref_t;
+
+/* A peer's allocation mapped here (base NULL: mapping it failed). */
+typedef struct coll_map {
+    int peer;
+    uint64_t serial;
+    char *base;
+    size_t len;
+    uint64_t used; /* 0: free; else when last used (LRU) */
+} coll_map_t;
+
+#define COLL_MAPS 16
+
 struct coll_ctx {
     tide_comm_t *comm;
     int rank, nranks;
@@ -156,7 +175,14 @@ struct coll_ctx {
     pthread_t worker;
     bool worker_started;
     uint64_t nops;
-    uint64_t board_seq; /* values posted on the board */
+    uint64_t board_seq;         /* values posted on the board */
+    coll_map_t maps[COLL_MAPS]; /* peers' Tide memory mapped here */
+    uint64_t map_clock;
+    /* The last direct allreduce's buffers were all Tide memory, and the
+     * allreduces that could have gone direct for it (coll_select.c): alike
+     * on every rank. */
+    bool mem_all;
+    uint64_t mem_eligible;
 };
 
 /* Create the context for comm (collective: the first collective call of
@@ -308,6 +334,17 @@ tide_status_t coll_direct_exchange(coll_ctx_t *c, const void *mine, void *theirs
                                    const char *what);
 /* Read len bytes at address src of peer's memory into dst. */
 tide_status_t coll_direct_read(coll_ctx_t *c, int peer, void *dst, uint64_t src, size_t len);
+
+/* Tide memory (coll_mem.c). The allocation of this process holding
+ * [addr, addr + len), if any, in *ref (else serial 0). */
+void coll_mem_ref(const void *addr, size_t len, coll_mem_ref_t *ref);
+/* Peer's buffer [addr, addr + len) that its card places in Tide memory
+ * (ref), mapped here: a pointer to it, or NULL where it is not Tide
+ * memory, the reference does not hold, or it cannot be mapped (the caller
+ * reads it with CMA instead). Write only into a buffer the peer gave for
+ * that (an output). Mappings are cached per context. */
+char *coll_map_peer(coll_ctx_t *c, int peer, const coll_mem_ref_t *ref, uint64_t addr, size_t len);
+void coll_maps_release(coll_ctx_t *c);
 tide_status_t coll_allgather_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_reduce_scatter_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allreduce_rabenseifner(coll_ctx_t *c, const coll_op_t *op);

@@ -11,6 +11,8 @@
  * exact in every type and the expected result is computed independently on
  * every rank; AVG is checked with a stated tolerance (1e-6 relative for
  * float/double, 1e-2 for fp16/bf16; integers exact, truncated).
+ * MP_COLL_MEM=all (or mixed: even ranks only) allocates the allreduces'
+ * buffers with tide_mem_alloc, which peers on this host map.
  * Prints "rank r: N checks, M wrong" and exits non-zero if M > 0.
  */
 #include <math.h>
@@ -212,13 +214,36 @@ static void fill(tide_dtype_t d, tide_redop_t op, void *p, size_t count, int r)
 
 /* ------------------------------------------------------------ collectives */
 
+/* Buffers of the allreduces: Tide memory where MP_COLL_MEM says so (all:
+ * every rank's; mixed: even ranks'), else malloc'd. */
+static bool tide_mem;
+
+static void *buf_alloc(size_t len)
+{
+    void *p = NULL;
+    if (tide_mem)
+        CHECK(tide_mem_alloc(len, &p));
+    else
+        p = malloc(len);
+    return p;
+}
+
+static void buf_free(void *p)
+{
+    if (tide_mem)
+        CHECK(tide_mem_free(p));
+    else
+        free(p);
+}
+
 static void t_allreduce(tide_comm_t *comm, size_t count, bool in_place)
 {
+    /* one pair of buffers for every type and op, as programs reuse theirs */
+    char *s = buf_alloc(count * 8 + 16), *r = buf_alloc(count * 8 + 16);
     for (size_t di = 0; di < sizeof(all_dtypes) / sizeof(all_dtypes[0]); di++) {
         tide_dtype_t d = all_dtypes[di];
         size_t es = tide_dtype_size(d);
         for (int op = 0; op < TIDE_REDOP_COUNT; op++) {
-            char *s = malloc(count * es + 16), *r = malloc(count * es + 16);
             fill(d, (tide_redop_t)op, s, count, rank);
             if (in_place)
                 memcpy(r, s, count * es);
@@ -226,10 +251,10 @@ static void t_allreduce(tide_comm_t *comm, size_t count, bool in_place)
             for (size_t i = 0; i < count; i++)
                 expect_eq(d, (tide_redop_t)op, load(d, r, i),
                           expect_reduced(d, (tide_redop_t)op, i), "allreduce", i);
-            free(s);
-            free(r);
         }
     }
+    buf_free(s);
+    buf_free(r);
 }
 
 static void t_reduce(tide_comm_t *comm, size_t count, int root)
@@ -673,6 +698,8 @@ int main(int argc, char **argv)
     CHECK(tide_comm_init(&comm, NULL));
     CHECK(tide_comm_rank(comm, &rank));
     CHECK(tide_comm_size(comm, &nranks));
+    const char *mem = getenv("MP_COLL_MEM");
+    tide_mem = mem && (strcmp(mem, "all") == 0 || (strcmp(mem, "mixed") == 0 && rank % 2 == 0));
     if (argc > 2 && strcmp(argv[1], "soak") == 0) {
         t_soak(comm, atoi(argv[2]));
         CHECK(tide_barrier(comm));

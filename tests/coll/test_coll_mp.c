@@ -81,6 +81,24 @@ static void test_forced_algorithms(void **state)
     matrix("4", "quick", "TIDE_ALGO=allreduce=oneshot,barrier=board", "TIDE_TRANSPORTS=tcp", NULL);
 }
 
+/* Allreduce buffers in Tide memory, read in place (and pushed to) by the
+ * direct algorithm: every rank's, then even ranks' only (the others are
+ * read with CMA); counts to 70001 in full mode; 3 ranks map 2 peers'
+ * allocations each, more than the mapping cache holds over the run. */
+static void test_tide_memory(void **state)
+{
+    (void)state;
+    matrix("3", "full", "TIDE_ALGO=allreduce=direct", "MP_COLL_MEM=all", "TIDE_LOG_LEVEL=info");
+    assert_non_null(strstr(out, "rank 0 maps "));
+    assert_non_null(strstr(out, "of rank 2's Tide memory"));
+    matrix("4", "quick", "TIDE_ALGO=allreduce=direct", "MP_COLL_MEM=mixed", "TIDE_LOG_LEVEL=info");
+    assert_non_null(strstr(out, "of rank 2's Tide memory"));
+    assert_null(strstr(out, "of rank 1's Tide memory")); /* odd ranks malloc */
+    /* not forced: from 64 KiB the selection goes direct for Tide memory */
+    matrix("2", "full", "MP_COLL_MEM=all", "TIDE_LOG_LEVEL=info", NULL);
+    assert_non_null(strstr(out, "of rank 1's Tide memory"));
+}
+
 static void test_unknown_algorithm_refused(void **state)
 {
     (void)state;
@@ -96,11 +114,9 @@ static void test_unknown_algorithm_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shm_1_to_8),
-        cmocka_unit_test(test_tcp),
-        cmocka_unit_test(test_tiny_chunks_and_pipes),
-        cmocka_unit_test(test_forced_algorithms),
-        cmocka_unit_test(test_unknown_algorithm_refused),
+        cmocka_unit_test(test_shm_1_to_8),        cmocka_unit_test(test_tcp),
+        cmocka_unit_test(test_tide_memory),       cmocka_unit_test(test_tiny_chunks_and_pipes),
+        cmocka_unit_test(test_forced_algorithms), cmocka_unit_test(test_unknown_algorithm_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
