@@ -6,33 +6,48 @@
  * it is done, so that no rank returns (and lets its caller change its
  * block) while another still reads it.
  *
- *   all:  address of my input block -> every peer
- *   all:  out[p] <- block of p, for every peer p   (process_vm_readv)
+ *   all:  address of my input block -> every peer (and, in Tide memory,
+ *         which allocation holds it)
+ *   all:  out[p] <- block of p, for every peer p   (process_vm_readv, or a
+ *         copy from the mapping of p's Tide memory)
  *   all:  out[me] <- my block                      (out of place)
  *   all:  "done" -> every peer
  *
  * One copy per block per rank; the ring makes two per hop through pipes.
  */
+#include <stddef.h>
 #include <string.h>
 #include "coll_ctx.h"
+
+typedef struct card {
+    uint64_t addr;
+    coll_mem_ref_t ref;
+} card_t;
 
 tide_status_t coll_allgather_direct(coll_ctx_t *c, const coll_op_t *op)
 {
     int n = c->nranks, r = c->rank;
     size_t block = op->count * op->esize;
     char *out = op->rbuf;
-    uint64_t addrs[64];
+    card_t cards[64];
     char token = 1, tokens[64];
     tide_status_t st;
 
     if (n > 64)
         return coll_allgather_ring(c, op);
-    uint64_t mine = (uint64_t)(uintptr_t)op->sbuf;
-    if ((st = coll_direct_exchange(c, &mine, addrs, sizeof(mine), "addresses")) != TIDE_SUCCESS)
+    card_t mine = {.addr = (uint64_t)(uintptr_t)op->sbuf};
+    coll_mem_ref(op->sbuf, block, &mine.ref);
+    if ((st = coll_direct_exchange(c, &mine, cards, sizeof(mine), "addresses")) != TIDE_SUCCESS)
         return st;
+    c->mem_all[COLL_ALLGATHER] =
+        coll_cards_tide(c, &mine, cards, sizeof(card_t), offsetof(card_t, ref));
     for (int k = 1; k < n && st == TIDE_SUCCESS; k++) {
         int p = (r + k) % n; /* staggered: ranks do not all read the same peer at once */
-        st = coll_direct_read(c, p, out + (size_t)p * block, addrs[p], block);
+        const char *m = coll_map_peer(c, p, &cards[p].ref, cards[p].addr, block);
+        if (m)
+            memcpy(out + (size_t)p * block, m, block);
+        else
+            st = coll_direct_read(c, p, out + (size_t)p * block, cards[p].addr, block);
     }
     if (op->sbuf != out + (size_t)r * block)
         memcpy(out + (size_t)r * block, op->sbuf, block);

@@ -31,6 +31,7 @@
  * pushes; the tokens say what it did.
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 #include "coll_ctx.h"
 #include "util_log.h"
@@ -63,11 +64,9 @@ tide_status_t coll_allreduce_direct(coll_ctx_t *c, const coll_op_t *op)
     if ((st = coll_direct_exchange(c, &mine, cards, sizeof(card_t), "cards")) != TIDE_SUCCESS)
         return st;
     int mapped = 0;
-    c->mem_all = true; /* the same cards everywhere: the same answer */
-    for (int p = 0; p < n; p++)
-        if (!(p == r ? &mine : &cards[p])->in_ref.serial ||
-            !(p == r ? &mine : &cards[p])->out_ref.serial)
-            c->mem_all = false;
+    c->mem_all[COLL_ALLREDUCE] =
+        coll_cards_tide(c, &mine, cards, sizeof(card_t), offsetof(card_t, in_ref)) &&
+        coll_cards_tide(c, &mine, cards, sizeof(card_t), offsetof(card_t, out_ref));
     for (int p = 0; p < n; p++) {
         pin[p] = pout[p] = NULL;
         if (p == r)

@@ -178,11 +178,12 @@ struct coll_ctx {
     uint64_t board_seq;         /* values posted on the board */
     coll_map_t maps[COLL_MAPS]; /* peers' Tide memory mapped here */
     uint64_t map_clock;
-    /* The last direct allreduce's buffers were all Tide memory, and the
-     * allreduces that could have gone direct for it (coll_select.c): alike
-     * on every rank. */
-    bool mem_all;
-    uint64_t mem_eligible;
+    /* By collective: the last direct operation's buffers were all Tide
+     * memory (as far as its cards tell every rank), and the operations
+     * that could have gone direct for it (coll_select.c): alike on every
+     * rank. */
+    bool mem_all[COLL_KIND_COUNT];
+    uint64_t mem_eligible[COLL_KIND_COUNT];
 };
 
 /* Create the context for comm (collective: the first collective call of
@@ -345,6 +346,11 @@ void coll_mem_ref(const void *addr, size_t len, coll_mem_ref_t *ref);
  * that (an output). Mappings are cached per context. */
 char *coll_map_peer(coll_ctx_t *c, int peer, const coll_mem_ref_t *ref, uint64_t addr, size_t len);
 void coll_maps_release(coll_ctx_t *c);
+/* Whether every rank's card names Tide memory: cards[p] every `stride`
+ * bytes (this rank's own is mine), each with a coll_mem_ref_t at ref_off.
+ * The same cards give every rank the same answer. */
+bool coll_cards_tide(const coll_ctx_t *c, const void *mine, const void *cards, size_t stride,
+                     size_t ref_off);
 tide_status_t coll_allgather_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_reduce_scatter_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allreduce_rabenseifner(coll_ctx_t *c, const coll_op_t *op);

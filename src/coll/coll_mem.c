@@ -202,3 +202,16 @@ void coll_maps_release(coll_ctx_t *c)
         c->maps[i] = (coll_map_t){0};
     }
 }
+
+bool coll_cards_tide(const coll_ctx_t *c, const void *mine, const void *cards, size_t stride,
+                     size_t ref_off)
+{
+    for (int p = 0; p < c->nranks; p++) {
+        const char *card = p == c->rank ? mine : (const char *)cards + (size_t)p * stride;
+        coll_mem_ref_t ref;
+        memcpy(&ref, card + ref_off, sizeof(ref));
+        if (!ref.serial)
+            return false;
+    }
+    return true;
+}

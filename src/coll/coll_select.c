@@ -189,30 +189,50 @@ static const coll_algo_t * override(coll_kind_t kind, const char *spec, bool *ba
 }
 
 /*
- * Allreduce on buffers in Tide memory (tide_mem_alloc): the direct
- * algorithm reads (and pushes to) peers' buffers in place, and leads from
- * 64 KiB (np=2: 1.4x the table's choice at 64 KiB, 2-3x at 256 KiB-1 MiB;
- * np=3-4: 1.2-2.4x at 64 KiB-1 MiB; inputs rewritten every call, two
- * rounds, docs/performance.md). Where buffers are is known to each rank
- * alone, but the choice must be the same everywhere: the direct
- * algorithm's cards tell every rank whether all buffers of that operation
- * were Tide memory (c->mem_all, alike on every rank), and while they were,
- * the next ones go direct too. Otherwise every MEM_PROBE_EVERY-th
- * operation that could goes direct to look again (the direct algorithm is
- * correct on any memory: that operation runs with CMA at worst, up to
- * about 3x slower at 64 KiB, so the cost is about 1%).
+ * Buffers in Tide memory (tide_mem_alloc): the direct algorithms read
+ * (the allreduce also pushes to) peers' buffers in place, with no system
+ * call, and lead below the sizes where the table turns to them (inputs
+ * rewritten every call, two rounds, docs/performance.md):
+ * - allreduce from 64 KiB: np=2 1.4x the table's choice at 64 KiB, 2-3x
+ *   at 256 KiB-1 MiB; np=3-4 1.2-2.4x at 64 KiB-1 MiB;
+ * - allgather from 128 KiB blocks at np=2 (1.1-1.9x the ring; even at
+ *   64 KiB), 64 KiB blocks at np >= 3 (np=4: 1.1-1.7x Bruck);
+ * - broadcast from 256 KiB at np=2 (1.1-1.9x the tree; at np=4 even).
+ * Where buffers are is known to each rank alone, but the choice must be
+ * the same everywhere: the direct algorithm's cards tell every rank
+ * whether the operation's buffers were Tide memory (every rank's input;
+ * for broadcast the root's), c->mem_all, alike on every rank, and while
+ * they were, the next ones of that collective go direct too. Otherwise
+ * every MEM_PROBE_EVERY-th operation that could goes direct to look
+ * again (the direct algorithms are correct on any memory: that operation
+ * runs with CMA at worst, up to about 3x slower, so the cost is about
+ * 1%).
  */
-#define MEM_DIRECT_MIN  (64 * 1024)
 #define MEM_PROBE_EVERY 256
+
+static size_t tide_memory_min(coll_kind_t kind, int n)
+{
+    switch (kind) {
+    case COLL_ALLREDUCE:
+        return 64 * 1024;
+    case COLL_ALLGATHER:
+        return n == 2 ? 128 * 1024 : 64 * 1024;
+    case COLL_BROADCAST:
+        return n == 2 ? 256 * 1024 : 0;
+    default:
+        return 0;
+    }
+}
 
 static const coll_algo_t *tide_memory_direct(coll_ctx_t *c, const coll_op_t *op,
                                              const coll_algo_t *a)
 {
-    if (op->kind != COLL_ALLREDUCE || !c->direct_ok || c->nranks > 64 ||
-        op->count * op->esize < MEM_DIRECT_MIN || a->fn == coll_allreduce_direct)
+    size_t min = tide_memory_min(op->kind, c->nranks);
+    if (!min || !c->direct_ok || c->nranks > 64 || op->count * op->esize < min ||
+        strcmp(a->name, "direct") == 0)
         return a;
-    uint64_t k = c->mem_eligible++; /* counted alike on every rank */
-    return c->mem_all || k % MEM_PROBE_EVERY == 0 ? find(COLL_ALLREDUCE, "direct") : a;
+    uint64_t k = c->mem_eligible[op->kind]++; /* counted alike on every rank */
+    return c->mem_all[op->kind] || k % MEM_PROBE_EVERY == 0 ? find(op->kind, "direct") : a;
 }
 
 tide_status_t coll_select(coll_ctx_t *c, const coll_op_t *op, const coll_algo_t **out)

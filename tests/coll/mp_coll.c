@@ -11,8 +11,9 @@
  * exact in every type and the expected result is computed independently on
  * every rank; AVG is checked with a stated tolerance (1e-6 relative for
  * float/double, 1e-2 for fp16/bf16; integers exact, truncated).
- * MP_COLL_MEM=all (or mixed: even ranks only) allocates the allreduces'
- * buffers with tide_mem_alloc, which peers on this host map.
+ * MP_COLL_MEM=all (or mixed: even ranks only) allocates the buffers of
+ * allreduce, allgather and broadcast with tide_mem_alloc, which peers on
+ * this host map.
  * Prints "rank r: N checks, M wrong" and exits non-zero if M > 0.
  */
 #include <math.h>
@@ -214,8 +215,9 @@ static void fill(tide_dtype_t d, tide_redop_t op, void *p, size_t count, int r)
 
 /* ------------------------------------------------------------ collectives */
 
-/* Buffers of the allreduces: Tide memory where MP_COLL_MEM says so (all:
- * every rank's; mixed: even ranks'), else malloc'd. */
+/* Buffers of allreduce, allgather and broadcast: Tide memory where
+ * MP_COLL_MEM says so (all: every rank's; mixed: even ranks'), else
+ * malloc'd. */
 static bool tide_mem;
 
 static void *buf_alloc(size_t len)
@@ -304,7 +306,7 @@ static void t_allgather(tide_comm_t *comm, size_t count, bool in_place)
 {
     tide_dtype_t d = TIDE_INT64;
     size_t es = 8, total = count * (size_t)nranks;
-    char *s = malloc(count * es + 16), *r = malloc(total * es + 16);
+    char *s = buf_alloc(count * es + 16), *r = buf_alloc(total * es + 16);
     fill(d, TIDE_SUM, s, count, rank * 100);
     if (in_place)
         memcpy(r + (size_t)rank * count * es, s, count * es);
@@ -313,15 +315,15 @@ static void t_allgather(tide_comm_t *comm, size_t count, bool in_place)
         for (size_t i = 0; i < count; i++)
             expect_eq(d, TIDE_SUM, load(d, r, (size_t)q * count + i),
                       input(d, TIDE_SUM, q * 100, i), "allgather", i);
-    free(s);
-    free(r);
+    buf_free(s);
+    buf_free(r);
 }
 
 static void t_broadcast(tide_comm_t *comm, size_t count, int root, bool in_place)
 {
     tide_dtype_t d = TIDE_UINT32;
     size_t es = 4;
-    char *s = malloc(count * es + 16), *r = malloc(count * es + 16);
+    char *s = buf_alloc(count * es + 16), *r = buf_alloc(count * es + 16);
     fill(d, TIDE_SUM, s, count, 1000 + root);
     memset(r, 0xee, count * es);
     if (in_place && rank == root)
@@ -329,8 +331,8 @@ static void t_broadcast(tide_comm_t *comm, size_t count, int root, bool in_place
     CHECK(tide_broadcast(in_place ? r : s, r, count, d, root, comm));
     for (size_t i = 0; i < count; i++)
         expect_eq(d, TIDE_SUM, load(d, r, i), input(d, TIDE_SUM, 1000 + root, i), "broadcast", i);
-    free(s);
-    free(r);
+    buf_free(s);
+    buf_free(r);
 }
 
 static void t_alltoall(tide_comm_t *comm, size_t count, bool in_place)
