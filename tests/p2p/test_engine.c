@@ -1245,6 +1245,54 @@ static void test_order_stays_on_its_stream(void **state)
     pair_close(p);
 }
 
+/* A peer that leaves while only signals of no batch are in flight to it
+ * (a collective's last credits) costs its stream no warning; one that
+ * leaves with a batch's data unanswered does. Rank 1's stream 0 is a fake
+ * rank 0 that reads and never answers, then closes. */
+static void test_peer_gone_quietly(void **state)
+{
+    (void)state;
+    enum { LEN = 4096 };
+    for (int batch = 0; batch < 2; batch++) {
+        setenv("TIDE_TCP_DUPLEX", "on", 1);
+        pair_t *p = pair_open_streams(TIDE_TRANSPORT_TCP, 1, 1);
+        unsetenv("TIDE_TCP_DUPLEX");
+        duplex_t d;
+        duplex_setup(p, &d, LEN);
+        test_log_capture_start();
+        int fd = fake_stream(p, 0);
+        tcp_frame_t f;
+        tide_batch_t *b = NULL;
+        if (batch) {
+            tide_request_t r = {TIDE_OP_WRITE, d.sid[1], 0, 0, d.did[0], 0, LEN};
+            assert_int_equal(tide_batch_submit(p->eng[1], &r, 1, 0, &b), TIDE_SUCCESS);
+            assert_true(fake_read(fd, &f, d.dst[1], LEN));
+            assert_int_equal(f.op, TCP_OP_WRITE);
+        } else {
+            p2p_signal_post(p->eng[1], 0, 2, 7); /* no batch: nobody waits on it */
+            assert_true(fake_read(fd, &f, NULL, 0));
+            assert_int_equal(f.op, TCP_OP_NOTIFY);
+        }
+        close(fd);
+        /* the stream fails, and what was in flight goes on to the real
+         * rank 0 over a stream of rank 1's own */
+        if (batch) {
+            assert_int_equal(tide_batch_wait(b, 20000), TIDE_SUCCESS);
+            tide_batch_free(b);
+            expect_equal(d.dst[0], d.src[1], LEN, "a batch whose first reader left");
+        } else {
+            for (int i = 0; i < 200 && p2p_signal_value(p->eng[0], 1, 2) != 7; i++)
+                usleep(5000);
+            assert_int_equal(p2p_signal_value(p->eng[0], 1, 2), 7);
+        }
+        /* a warning only where a batch was on the stream */
+        assert_int_equal(test_log_contains("warn: path"), batch);
+        test_log_capture_stop();
+        duplex_free(&d);
+        pair_close(p);
+    }
+}
+
 /* Ranks that take turns over duplex streams owe each other ACKs for
  * lazily acknowledged batches: they ride on the next request going back
  * instead of costing frames of their own. READs in between are answered
@@ -1909,6 +1957,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_duplex_simultaneous),
         cmocka_unit_test(test_duplex_off),
         cmocka_unit_test(test_order_stays_on_its_stream),
+        cmocka_unit_test(test_peer_gone_quietly),
         cmocka_unit_test_setup_teardown(test_acks_ride_on_requests, setup_tcp_duplex, teardown),
         cmocka_unit_test_setup_teardown(test_adopted_hostile, setup_tcp_duplex, teardown),
         cmocka_unit_test(test_from_store),

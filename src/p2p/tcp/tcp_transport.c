@@ -702,6 +702,21 @@ static size_t tcp_post(void *ctx, p2p_peer_t *peer, p2p_slice_t **s, size_t n)
 static void stream_fail_locked(tcp_stream_t *st, const char *why, tide_status_t fail_with);
 static void answers_drop(tcp_stream_t *st);
 
+/* Whether a slice queued or in flight on st belongs to a batch (someone
+ * may wait on it): a stream that fails with only signals of no batch on
+ * it (a collective's last credits to a rank that has just left) is worth
+ * no warning. Lock held. */
+static bool stream_awaited(const tcp_stream_t *st)
+{
+    for (const p2p_slice_t *s = st->f_head; s; s = s->next)
+        if (s->batch)
+            return true;
+    for (const p2p_slice_t *s = st->q_head; s; s = s->next)
+        if (s->batch)
+            return true;
+    return false;
+}
+
 /* Tear a stream of ours (a slot) down and move its slices elsewhere (or
  * fail them with `fail_with` when it is not TIDE_SUCCESS); what it owed
  * the peer goes too (the peer resends what it did not hear answered).
@@ -731,7 +746,7 @@ static void stream_fail_locked(tcp_stream_t *st, const char *why, tide_status_t 
         __atomic_store_n(&st->path.state, P2P_PATH_FAILED, __ATOMIC_RELEASE);
     } else {
         st->path.errors++;
-        p2p_path_set_state(&st->path, P2P_PATH_FAILED, why, st->f_head || st->q_head);
+        p2p_path_set_state(&st->path, P2P_PATH_FAILED, why, stream_awaited(st));
     }
     epoll_ctl(c->epfd, EPOLL_CTL_DEL, st->fd, NULL);
     clear_events(st);
