@@ -335,6 +335,8 @@ tide_status_t coll_direct_exchange(coll_ctx_t *c, const void *mine, void *theirs
                                    const char *what);
 /* Read len bytes at address src of peer's memory into dst. */
 tide_status_t coll_direct_read(coll_ctx_t *c, int peer, void *dst, uint64_t src, size_t len);
+/* Write len bytes from src to address dst of peer's memory. */
+tide_status_t coll_direct_write(coll_ctx_t *c, int peer, uint64_t dst, const void *src, size_t len);
 
 /* Tide memory (coll_mem.c). The allocation of this process holding
  * [addr, addr + len), if any, in *ref (else serial 0). */

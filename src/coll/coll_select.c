@@ -55,19 +55,20 @@ static const coll_algo_t algos[] = {
  *   interleaved rounds, out of place / in place, GB/s: 64 KiB 7.49 / 7.17
  *   against the ring's 7.32 / 6.53, 128 KiB 8.13 / 8.39 against 7.57 /
  *   7.59, 256 KiB 8.36 / 7.67 against 7.67 / 7.86; inputs rewritten
- *   alike; from 512 KiB the ring);
- *   then Rabenseifner at np >= 3 (np=4, 8-128 KiB: 1.1-1.3x the ring) and
- *   the ring at np=2; the direct algorithm for large buffers, which moves
+ *   alike; below 128 KiB since the direct algorithm's pushes);
+ *   then Rabenseifner at np >= 3 (np=4, 8-128 KiB: 1.1-1.3x the ring);
+ *   the direct algorithm for large buffers, which moves
  *   about 2.5 buffers per rank through memory, the ring 4.5: np=2 from
- *   2 MiB; np=3-4 from 2 MiB (Rabenseifner, which copies no input, at
+ *   128 KiB since it pushes finished pieces into the peer's output
+ *   (inputs rewritten, two rounds, out of place, GB/s: 128 KiB 8.6-8.9
+ *   against recursive doubling's 7.7-8.0 and the ring's 7.0-8.3;
+ *   256 KiB-2 MiB 8.4-12.2 against 6.0-9.7; even at 64 KiB); np=3-4 from
+ *   2 MiB (Rabenseifner, which copies no input, at
  *   np=4: 1.1x out of place, 1.3x in place, 1.1x with inputs rewritten at
  *   1 MiB; even at 2 MiB; np=3 at 1 MiB: 0.93x, 1.13x in place); np >= 5
  *   from 1 MiB (Rabenseifner at 512 KiB: np=5 1.06x, 1.25x in place;
- *   np=8 1.06x, 1.2x; mixed at 1 MiB). At np=2, 256 KiB-1 MiB,
- *   the direct algorithm measures 1.05-1.2x the ring out of place with an
- *   input left unchanged between calls (a peer reads it from its own
- *   cache), but 0.65-0.7x in place and no faster with the input rewritten
- *   before each call (tide_perf -W 1), as applications do: the ring.
+ *   np=8 1.06x, 1.2x; mixed at 1 MiB; with pushes, np=3-4 measured
+ *   even with the table's choice at 512 KiB-4 MiB).
  * - allreduce over the engine (TCP, RDMA): recursive doubling to 64 KiB
  *   (np=2: below 512 KiB, one exchange where Rabenseifner makes two; TCP,
  *   three rounds, out of place / in place: 64-256 KiB 1.95-3.9 / 2.3-3.7
@@ -113,8 +114,7 @@ typedef struct rule {
 static const rule_t table[] = {
     {COLL_ALLREDUCE, ON_DIRECT | ON_SHM, 2, 2, false, 1 * KiB, "oneshot"},
     {COLL_ALLREDUCE, ON_DIRECT | ON_SHM, 3, 0, false, 2 * KiB + 1, "oneshot"},
-    {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 512 * KiB, "rd"},
-    {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 2 * MiB, "ring"},
+    {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 128 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_DIRECT, 3, 0, false, 8 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_DIRECT, 3, 4, false, 2 * MiB, "rabenseifner"},
     {COLL_ALLREDUCE, ON_DIRECT, 5, 0, false, 1 * MiB, "rabenseifner"},
