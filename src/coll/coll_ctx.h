@@ -307,6 +307,8 @@ tide_status_t coll_sendrecv(coll_ctx_t *c, int to, const void *sbuf, size_t slen
 #define COLL_BOARD_BYTES 2048
 bool coll_board_ok(coll_ctx_t *c);
 tide_status_t coll_board_exchange(coll_ctx_t *c, const void *data, size_t len, const char **vals);
+/* Tests: called after this rank posted value seq on its board. */
+extern void (*coll_board_posted_hook)(coll_ctx_t *c, uint64_t seq);
 
 /* Pipe setup (coll_pipe_shm.c, coll_pipe_engine.c) */
 tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store);

@@ -208,11 +208,16 @@ static int64_t board_peek(coll_ctx_t *c, int rank, uint64_t seq, const char **da
     return (int64_t)bytes;
 }
 
+void (*coll_board_posted_hook)(coll_ctx_t *c, uint64_t seq);
+
 tide_status_t coll_board_exchange(coll_ctx_t *c, const void *data, size_t len, const char **vals)
 {
     int n = c->nranks, left = n;
     uint64_t seq = ++c->board_seq;
+    tide_status_t result = TIDE_SUCCESS;
     board_post(c, seq, data, len);
+    if (coll_board_posted_hook)
+        coll_board_posted_hook(c, seq);
     coll_wait_t w = {0};
     for (int p = 0; p < n; p++)
         vals[p] = NULL;
@@ -223,13 +228,14 @@ tide_status_t coll_board_exchange(coll_ctx_t *c, const void *data, size_t len, c
                 continue;
             const char *v = NULL;
             int64_t got = board_peek(c, p, seq, &v);
-            if (got < 0 || (v && (size_t)got != len)) {
+            if (got < 0) {
                 coll_busy(c, &w);
-                if (got < 0)
-                    return (tide_status_t)got;
+                return (tide_status_t)got;
+            }
+            if (v && (size_t)got != len && result == TIDE_SUCCESS) {
                 tide_error("coll %s: rank %d shows %lld bytes, this rank %zu (counts differ)",
                            c->op_name, p, (long long)got, len);
-                return TIDE_ERR_INVALID;
+                result = TIDE_ERR_INVALID;
             }
             if (v) {
                 vals[p] = v;
@@ -239,8 +245,12 @@ tide_status_t coll_board_exchange(coll_ctx_t *c, const void *data, size_t len, c
         }
         if (moved || !left)
             coll_busy(c, &w);
+        /* Even where counts differ, not before every peer has shown this
+         * value: only then has each read our last one, and our next may
+         * take its slot (a rank still reading it would find a later
+         * value there). */
         if (!left)
-            return TIDE_SUCCESS;
+            return result;
         if (!moved && !coll_idle(c, &w)) {
             for (int p = 0; p < n; p++)
                 if (!vals[p])
