@@ -20,6 +20,7 @@
  */
 #define TIDE_LOG_THIS TIDE_SUBSYS_COLL
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,9 +141,14 @@ static char *map_allocation(coll_ctx_t *c, int peer, const coll_mem_ref_t *ref)
         return NULL;
     }
     struct stat sb;
-    char *base = NULL;
-    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_ino == ref->ino &&
-        (uint64_t)sb.st_size >= ref->len) {
+    char *base = NULL, path[32], target[64] = "";
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    ssize_t tl = readlink(path, target, sizeof(target) - 1);
+    if (tl > 0)
+        target[tl] = '\0';
+    /* a memory file of tide_mem_alloc's, not any file the peer has open */
+    if (strncmp(target, "/memfd:tide-mem", 15) == 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+        (uint64_t)sb.st_ino == ref->ino && (uint64_t)sb.st_size >= ref->len) {
         base = mmap(NULL, ref->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (base == MAP_FAILED)
             base = NULL;
