@@ -153,6 +153,7 @@ typedef struct tcp_ctx {
     int64_t last_poll;     /* atomic: when a taker last gave progress back */
     int backlog;           /* atomic: streams with output waiting for room */
     int lazy_owed;         /* under plock (read unlocked as a hint): streams owing lazy acks */
+    tcp_stream_t *hot;     /* under plock: the slot that last brought a request (tcp_poll) */
     bool long_wait;        /* atomic: the progress thread may sleep long */
     pthread_t thread;
     int stop;
@@ -1236,6 +1237,8 @@ static const char *got_request(tcp_stream_t *st, const tcp_frame_t *f)
     __atomic_add_fetch(&c->e->counters.tcp_frames_in, 1, __ATOMIC_RELAXED);
     if (!st->target && tide_list_empty(&st->link))
         tide_list_push_back(&c->targets, &st->link); /* one of ours now answers too */
+    if (!st->target)
+        c->hot = st; /* slots live until fini */
     if (f->op == TCP_OP_WRITE || f->op == TCP_OP_READ) {
         p2p_lseg_t *seg = p2p_lseg_get(c->e, f->seg, f->off, f->len, st->who);
         if (!seg)
@@ -1271,18 +1274,18 @@ static const char *got_request(tcp_stream_t *st, const tcp_frame_t *f)
 
 /* Read what arrived on a stream: the hello of an accepted one, then
  * frames of both roles. Progress held. */
-static void stream_read(tcp_stream_t *st)
+static int stream_read(tcp_stream_t *st)
 {
     tide_engine_t *e = st->ctx->e;
     const char *why = NULL;
-    int rc = 1;
+    int rc = 1, frames = 0;
 
     if (st->target && !st->hello_done) {
         if (!target_hello(st))
-            return;
+            return 1;
         st = adopt(st);
     }
-    for (int frames = 0; frames < FRAMES_PER_WAKE && rc > 0; frames++) {
+    for (; frames < FRAMES_PER_WAKE && rc > 0; frames++) {
         if (st->in_payload) {
             if ((rc = rx_payload(st, &why)) <= 0)
                 break;
@@ -1311,7 +1314,7 @@ static void stream_read(tcp_stream_t *st)
         tcp_frame_t f;
         if (tcp_frame_decode(st->rbuf + st->rpos, &f) != TIDE_SUCCESS) {
             stream_end(st, "malformed frame header", false);
-            return;
+            return 1;
         }
         st->rpos += TCP_HDR_LEN;
         if (f.op == TCP_OP_ACK || f.op == TCP_OP_READ_RESP)
@@ -1320,16 +1323,17 @@ static void stream_read(tcp_stream_t *st)
             why = got_request(st, &f);
         if (why) {
             stream_end(st, why, false);
-            return;
+            return 1;
         }
     }
     if (rc < 0) {
         stream_end(st, why, true); /* the peer went away: its business */
-        return;
+        return 1;
     }
     bool queued = answer(st);
     if (!queued || st->o_head) /* o_head: progress's own (nothing to write: no lock) */
         stream_answer(st, queued);
+    return frames;
 }
 
 /* Answer lazily acked frames that waited LAZY_ACK_NS (all of them where
@@ -1476,9 +1480,20 @@ static bool tcp_poll_begin(void *ctx)
     return true;
 }
 
+/* A thread waiting on the engine reads the slot that last brought a
+ * request before asking epoll: where a pair takes turns on one duplex
+ * stream, the next message is found without an epoll_wait on the way
+ * (one system call fewer per message received). */
 static bool tcp_poll(void *ctx)
 {
-    return tcp_dispatch(ctx) > 0;
+    tcp_ctx_t *c = ctx;
+    tcp_stream_t *hot = c->hot;
+    int got = 0;
+    if (hot && !hot->dead) {
+        hot->drained = false;
+        got = stream_read(hot);
+    }
+    return tcp_dispatch(c) + got > 0;
 }
 
 /* Give progress back. Lazily where nothing waits to be written: a thread
