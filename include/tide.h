@@ -448,13 +448,17 @@ typedef enum tide_redop {
 TIDE_API size_t tide_dtype_size(tide_dtype_t dtype);
 
 /*
- * Tide memory: buffers that the other ranks on this host can map. Where
- * a rank's buffers of a collective lie in it, the direct algorithms (ranks
- * on one host) of its peers read them in place instead of copying them
- * through the kernel (process_vm_readv); other buffers work as before. The memory is zeroed,
- * page-aligned and shared with no other process until a collective names it; a peer that mapped it
- * keeps its mapping until its communicator is destroyed or it maps others instead.
- * Peers need the permission CMA needs (same user, ptrace scope). Free with tide_mem_free only.
+ * Tide memory: buffers that the other ranks on this host can map. Where a
+ * rank's buffers of a collective lie in it, the direct algorithms of its
+ * peers on this host read and write them in place instead of copying them
+ * through the kernel (process_vm_readv/writev); other buffers work as
+ * before. The memory is zeroed, page-aligned, and shared with no other
+ * process until a collective names it; a peer that mapped it keeps its
+ * mapping until its communicator is destroyed or it maps others instead.
+ * Peers need the permission CMA needs (same user, ptrace scope). Free
+ * with tide_mem_free only. Both calls are thread-safe. The memory is a
+ * shared mapping: a child created by fork shares it with its parent
+ * instead of getting a copy.
  */
 TIDE_API tide_status_t tide_mem_alloc(size_t size, void **ptr);
 TIDE_API tide_status_t tide_mem_free(void *ptr);
