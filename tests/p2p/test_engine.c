@@ -1101,7 +1101,9 @@ static void *duplex_rank(void *arg)
 }
 
 /* Both ranks connect at the same moment: whatever each adopts or keeps,
- * data flows both ways whole, over one or two connections per index. */
+ * data flows both ways whole, over one or two connections per index; once
+ * the streams are idle, the higher rank's connections give way to the
+ * lower rank's, and the pair is left with one per index. */
 static void test_duplex_simultaneous(void **state)
 {
     (void)state;
@@ -1124,6 +1126,18 @@ static void test_duplex_simultaneous(void **state)
             int n = p2p_tcp_sockets(p->eng[r], 1 - r);
             assert_true(n >= p->eng[r]->tcp_streams && n <= 2 * p->eng[r]->tcp_streams);
         }
+        for (int k = 0; k < 200 && (p2p_tcp_sockets(p->eng[0], 1) > p->eng[0]->tcp_streams ||
+                                    p2p_tcp_sockets(p->eng[1], 0) > p->eng[1]->tcp_streams);
+             k++)
+            usleep(10000);
+        for (int r = 0; r < 2; r++)
+            assert_int_equal(p2p_tcp_sockets(p->eng[r], 1 - r), p->eng[r]->tcp_streams);
+        for (int r = 0; r < 2; r++) /* both ways, over the connections left */
+            duplex_submit(&d, r);
+        for (int r = 0; r < 2; r++)
+            duplex_wait(&d, r);
+        for (int r = 0; r < 2; r++)
+            assert_int_equal(p2p_tcp_sockets(p->eng[r], 1 - r), p->eng[r]->tcp_streams);
         duplex_submit(&d, 1);
         duplex_wait(&d, 1);
         duplex_free(&d);
@@ -1291,6 +1305,46 @@ static void test_peer_gone_quietly(void **state)
         duplex_free(&d);
         pair_close(p);
     }
+}
+
+/* A stream from a lower rank arrives where our own connection to that
+ * rank is up (both connected at once): once ours is idle, the lower
+ * rank's takes its place and ours closes. Rank 1's stream 0 to the real
+ * rank 0 gives way to a fake rank 0 that says hello as stream 0. */
+static void test_lower_rank_connection_wins(void **state)
+{
+    pair_t *p = *state;
+    enum { LEN = 4096 };
+    duplex_t d;
+    duplex_setup(p, &d, LEN);
+    duplex_submit(&d, 1); /* rank 1 connects its streams; rank 0 adopts them */
+    duplex_wait(&d, 1);
+    assert_int_equal(p2p_tcp_sockets(p->eng[0], 1), p->eng[0]->tcp_streams);
+    int fd = raw_connect(p);
+    uint8_t h[TCP_HELLO_LEN];
+    tcp_hello_t hello = {.rank = 0, .index = 0};
+    memcpy(hello.token, p->eng[1]->self.token, 16);
+    tcp_hello_encode(h, &hello);
+    raw_send(fd, h, sizeof(h));
+    /* the real rank 0 sees rank 1's stream 0 close */
+    for (int k = 0; k < 300 && p2p_tcp_sockets(p->eng[0], 1) == p->eng[0]->tcp_streams; k++)
+        usleep(10000);
+    assert_int_equal(p2p_tcp_sockets(p->eng[0], 1), p->eng[0]->tcp_streams - 1);
+    assert_int_equal(p2p_tcp_sockets(p->eng[1], 0), p->eng[1]->tcp_streams);
+    /* channel 2 prefers stream 0 (of 2): the fake's now */
+    tide_request_t r = {TIDE_OP_WRITE, d.sid[1], 0, 0, d.did[0], 0, LEN};
+    tide_batch_t *b;
+    assert_int_equal(p->eng[1]->tcp_streams, 2);
+    assert_int_equal(p2p_batch_submit_signal(p->eng[1], &r, 1, 0, 0, 2, 1, &b), TIDE_SUCCESS);
+    fake_read_batch(fd, d.src[1], LEN, 1);
+    uint8_t ack[TCP_HDR_LEN];
+    tcp_frame_t f = {.op = TCP_OP_ACK, .tag = 2};
+    tcp_frame_encode(ack, &f);
+    raw_send(fd, ack, sizeof(ack));
+    assert_int_equal(tide_batch_wait(b, 5000), TIDE_SUCCESS);
+    tide_batch_free(b);
+    close(fd);
+    duplex_free(&d);
 }
 
 /* Ranks that take turns over duplex streams owe each other ACKs for
@@ -1958,6 +2012,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_duplex_off),
         cmocka_unit_test(test_order_stays_on_its_stream),
         cmocka_unit_test(test_peer_gone_quietly),
+        cmocka_unit_test_setup_teardown(test_lower_rank_connection_wins, setup_tcp_duplex,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_acks_ride_on_requests, setup_tcp_duplex, teardown),
         cmocka_unit_test_setup_teardown(test_adopted_hostile, setup_tcp_duplex, teardown),
         cmocka_unit_test(test_from_store),

@@ -12,9 +12,10 @@
  * acknowledgement of each message then rides on the next message going
  * back, where two connections cost a pure ACK per message (1.1-1.9 us
  * per exchange in a plain socket program, docs/performance.md). Where
- * both ends connect at once, each keeps its own and answers on the
- * other's: correct, only slower. Where ranks outnumber cores, nothing is
- * adopted (TIDE_TCP_DUPLEX, tcp_connect).
+ * both ends connect at once, each first keeps its own and answers on the
+ * other's; the higher rank then lets the lower rank's connection take
+ * the place of its own once its own is idle (adopt, succeed). Where ranks
+ * outnumber cores, nothing is adopted (TIDE_TCP_DUPLEX, tcp_connect).
  *
  * Initiator role: slices are queued (q) by the posting thread, which also
  * writes them out (writev of headers and payloads, no copy); written
@@ -99,7 +100,8 @@ typedef struct tcp_stream {
     int peer;     /* the rank at the other end (accepted: after the hello) */
     char who[32]; /* "tcp from rank N", for what logs refusals of its requests */
     int index;
-    bool target; /* accepted and not adopted: answers only, freed when it ends */
+    bool target;    /* accepted and not adopted: answers only, freed when it ends */
+    bool successor; /* ... and to take over our stream `index` once that is idle */
     bool dead, hello_done;
     uint32_t events;
     p2p_path_t path; /* ours (slots) */
@@ -154,6 +156,7 @@ typedef struct tcp_ctx {
     int backlog;           /* atomic: streams with output waiting for room */
     int lazy_owed;         /* under plock (read unlocked as a hint): streams owing lazy acks */
     tcp_stream_t *hot;     /* under plock: the slot that last brought a request (tcp_poll) */
+    int successors;        /* under plock: accepted streams waiting to take over a slot */
     bool long_wait;        /* atomic: the progress thread may sleep long */
     pthread_t thread;
     int stop;
@@ -1126,10 +1129,59 @@ static bool target_hello(tcp_stream_t *st)
     return true;
 }
 
+/* Slot st takes accepted stream t's connection (t ends); st's own, if it
+ * had one, is closed first. Progress, tp->lock and st's lock held. */
+static void slot_take(tcp_ctx_t *c, tcp_stream_t *st, tcp_stream_t *t)
+{
+    if (st->fd >= 0) {
+        epoll_ctl(c->epfd, EPOLL_CTL_DEL, st->fd, NULL);
+        clear_events(st);
+        close(st->fd);
+    }
+    uint8_t *spare = st->rbuf;
+    st->fd = t->fd;
+    st->rbuf = t->rbuf;
+    st->rpos = t->rpos;
+    st->rlen = t->rlen;
+    st->drained = t->drained;
+    st->in_payload = false;
+    st->events = t->events;
+    st->q_off = 0;
+    st->hello_done = true;
+    st->dead = false;
+    /* what t owes the peer, st owes now */
+    __atomic_add_fetch(&st->acks, __atomic_exchange_n(&t->acks, 0, __ATOMIC_RELAXED),
+                       __ATOMIC_RELAXED);
+    st->ack_eager |= t->ack_eager;
+    if (t->ack_since && !st->ack_since)
+        st->ack_since = t->ack_since;
+    else if (t->ack_since) /* both counted in lazy_owed: st stays */
+        __atomic_store_n(&c->lazy_owed, c->lazy_owed - 1, __ATOMIC_RELAXED);
+    t->ack_since = 0;
+    t->ack_eager = false;
+    t->rbuf = spare;
+    t->fd = -1;
+    t->events = 0;
+    t->dead = true;
+    if (t->successor) {
+        t->successor = false;
+        c->successors--;
+    }
+    tide_list_remove(&t->link);
+    tide_list_push_back(&c->dead, &t->link);
+    if (tide_list_empty(&st->link))
+        tide_list_push_back(&c->targets, &st->link);
+}
+
 /* An accepted stream t has said hello: make it our stream t->index to its
  * rank where that one is down and nobody is connecting it, so that our
  * requests to the rank travel on it too. Returns the stream to go on
- * reading: the slot, or t where it stays answers only. Progress held. */
+ * reading: the slot, or t where it stays answers only.
+ *
+ * Where both ranks connected at once, each has a connection of its own
+ * and answers on the other's. The one of the lower rank wins: the higher
+ * rank marks t to take over its slot once that is idle (succeed), so
+ * that the pair ends with one connection per index. Progress held. */
 static tcp_stream_t *adopt(tcp_stream_t *t)
 {
     tcp_ctx_t *c = t->ctx;
@@ -1138,38 +1190,58 @@ static tcp_stream_t *adopt(tcp_stream_t *t)
         return t;
     tcp_peer_t *tp = &c->peers[t->peer];
     tcp_stream_t *st = tp->streams[t->index];
-    if (pthread_mutex_trylock(&tp->lock) != 0)
-        return t; /* a thread is connecting to the rank: both stay */
-    pthread_mutex_lock(&st->lock);
-    struct epoll_event e = {.events = t->events, .data.ptr = st};
-    bool take = st->dead && epoll_ctl(c->epfd, EPOLL_CTL_MOD, t->fd, &e) == 0;
-    if (take) {
-        uint8_t *spare = st->rbuf;
-        st->fd = t->fd;
-        st->rbuf = t->rbuf;
-        st->rpos = t->rpos;
-        st->rlen = t->rlen;
-        st->drained = t->drained;
-        st->in_payload = false;
-        st->events = t->events;
-        st->q_off = 0;
-        st->hello_done = true;
-        st->dead = false;
-        t->rbuf = spare;
-        t->fd = -1;
-        t->events = 0;
-        t->dead = true;
-        tide_list_remove(&t->link);
-        tide_list_push_back(&c->dead, &t->link);
-        tide_list_push_back(&c->targets, &st->link);
-        p2p_path_set_state(&st->path, P2P_PATH_OK, "accepted", false);
-        /* The peer opens all its streams at once: the others arrive too,
-         * and we open none ourselves. */
-        __atomic_store_n(&tp->connected, true, __ATOMIC_RELEASE);
+    bool take = false;
+    if (pthread_mutex_trylock(&tp->lock) == 0) {
+        pthread_mutex_lock(&st->lock);
+        struct epoll_event e = {.events = t->events, .data.ptr = st};
+        take = st->dead && epoll_ctl(c->epfd, EPOLL_CTL_MOD, t->fd, &e) == 0;
+        if (take) {
+            slot_take(c, st, t);
+            p2p_path_set_state(&st->path, P2P_PATH_OK, "accepted", false);
+            /* The peer opens all its streams at once: the others arrive
+             * too, and we open none ourselves. */
+            __atomic_store_n(&tp->connected, true, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&st->lock);
+        pthread_mutex_unlock(&tp->lock);
     }
-    pthread_mutex_unlock(&st->lock);
-    pthread_mutex_unlock(&tp->lock);
+    if (!take && t->peer < c->e->rank) {
+        t->successor = true;
+        c->successors++;
+    }
     return take ? st : t;
+}
+
+/* Accepted streams marked to take over a slot do so where the slot has
+ * nothing queued, in flight or half received, and neither has an answer
+ * half written: nothing of ours is then on the old connection, which
+ * closes (the peer sees it end). Progress held. */
+static void succeed(tcp_ctx_t *c)
+{
+    tide_list_t *pos, *tmp;
+    tide_list_for_each_safe(pos, tmp, &c->targets)
+    {
+        tcp_stream_t *t = tide_list_entry(pos, tcp_stream_t, link);
+        if (!t->successor || t->dead || t->in_payload || t->o_head || t->cur_seg)
+            continue;
+        tcp_peer_t *tp = &c->peers[t->peer];
+        tcp_stream_t *st = tp->streams[t->index];
+        if (pthread_mutex_trylock(&tp->lock) != 0)
+            continue;
+        pthread_mutex_lock(&st->lock);
+        bool idle = !st->q_head && !st->f_head && !st->o_head && !st->in_payload &&
+                    st->rpos == st->rlen && !st->cur_seg &&
+                    !__atomic_load_n(&st->acks, __ATOMIC_RELAXED) && !st->ack_since;
+        struct epoll_event e = {.events = t->events, .data.ptr = st};
+        if ((st->dead || idle) && epoll_ctl(c->epfd, EPOLL_CTL_MOD, t->fd, &e) == 0) {
+            tide_debug("tcp: stream %d with rank %d goes over the rank's connection", t->index,
+                       t->peer);
+            slot_take(c, st, t);
+            p2p_path_set_state(&st->path, P2P_PATH_OK, "the peer's connection", false);
+        }
+        pthread_mutex_unlock(&st->lock);
+        pthread_mutex_unlock(&tp->lock);
+    }
 }
 
 /* Take s, which follows prev (NULL: the head), off the in-flight list.
@@ -1413,6 +1485,8 @@ static int tcp_dispatch(tcp_ctx_t *c)
     }
     if (c->lazy_owed)
         flush_lazy_acks(c, false);
+    if (c->successors)
+        succeed(c);
     tide_list_t *pos, *tmp;
     tide_list_for_each_safe(pos, tmp, &c->dead)
     {
