@@ -1054,6 +1054,10 @@ static void target_kill(tcp_stream_t *st, const char *why)
     if (why)
         tide_warn("tcp: closing stream %d from rank %d (%s)", st->index, st->peer, why);
     st->dead = true;
+    if (st->successor) {
+        st->successor = false;
+        c->successors--;
+    }
     epoll_ctl(c->epfd, EPOLL_CTL_DEL, st->fd, NULL);
     clear_events(st);
     close(st->fd);
