@@ -772,10 +772,12 @@ static void raw_send(int fd, const void *buf, size_t len)
     (void)tide_sock_send_all(fd, buf, len, tide_deadline_ms(2000), "raw");
 }
 
-static void raw_hello(int fd, pair_t *p, const uint8_t *token)
+/* A hello to rank 1 as rank 0's stream `index` (7: none of its slots),
+ * with rank 1's token unless another is given. */
+static void raw_hello_as(int fd, pair_t *p, const uint8_t *token, int index)
 {
     uint8_t b[TCP_HELLO_LEN];
-    tcp_hello_t h = {.rank = 0, .index = 7};
+    tcp_hello_t h = {.rank = 0, .index = (uint32_t)index};
     memcpy(h.token, token ? token : p->eng[1]->self.token, 16);
     tcp_hello_encode(b, &h);
     raw_send(fd, b, sizeof(b));
@@ -814,7 +816,7 @@ static void test_hostile_clients(void **state)
     test_log_capture_start();
 
     fd = raw_connect(p); /* wrong token */
-    raw_hello(fd, p, wrong);
+    raw_hello_as(fd, p, wrong, 7);
     raw_frame(fd, TCP_OP_WRITE, m.rid[1], 0, 64);
     raw_send(fd, junk, 64);
     assert_true(closed_by_engine(fd));
@@ -829,7 +831,7 @@ static void test_hostile_clients(void **state)
     assert_true(test_log_contains("not a Tide stream hello"));
 
     fd = raw_connect(p); /* right token, write past the end of a segment */
-    raw_hello(fd, p, NULL);
+    raw_hello_as(fd, p, NULL, 7);
     raw_frame(fd, TCP_OP_WRITE, m.rid[1], REGION - 10, 64);
     raw_send(fd, junk, 64);
     assert_true(closed_by_engine(fd));
@@ -837,26 +839,26 @@ static void test_hostile_clients(void **state)
     assert_true(test_log_contains("request outside our segments"));
 
     fd = raw_connect(p); /* offset that overflows */
-    raw_hello(fd, p, NULL);
+    raw_hello_as(fd, p, NULL, 7);
     raw_frame(fd, TCP_OP_READ, m.rid[0], UINT64_MAX - 8, 64);
     assert_true(closed_by_engine(fd));
     close(fd);
 
     fd = raw_connect(p); /* unknown segment */
-    raw_hello(fd, p, NULL);
+    raw_hello_as(fd, p, NULL, 7);
     raw_frame(fd, TCP_OP_WRITE, 4242, 0, 8);
     assert_true(closed_by_engine(fd));
     close(fd);
 
     fd = raw_connect(p); /* oversized frame */
-    raw_hello(fd, p, NULL);
+    raw_hello_as(fd, p, NULL, 7);
     raw_frame(fd, TCP_OP_WRITE, m.rid[1], 0, TCP_FRAME_MAX + 1);
     assert_true(closed_by_engine(fd));
     close(fd);
     assert_true(test_log_contains("malformed frame header"));
 
     fd = raw_connect(p); /* an ACK riding on a signal, for requests never sent */
-    raw_hello(fd, p, NULL);
+    raw_hello_as(fd, p, NULL, 7);
     uint8_t hdr[TCP_HDR_LEN];
     tcp_frame_t f = {.op = TCP_OP_NOTIFY, .seg = 1, .acks = 1, .tag = 5};
     tcp_frame_encode(hdr, &f);
@@ -867,7 +869,7 @@ static void test_hostile_clients(void **state)
     assert_int_equal(p2p_signal_value(p->eng[1], 0, 1), 0); /* the signal was refused */
 
     fd = raw_connect(p); /* half a payload, then gone */
-    raw_hello(fd, p, NULL);
+    raw_hello_as(fd, p, NULL, 7);
     raw_frame(fd, TCP_OP_WRITE, m.rid[1], 4096, 4096);
     memcpy(junk, m.ref_remote[1] + 4096, 128); /* the same bytes: memory stays as expected */
     raw_send(fd, junk, 128);
@@ -900,7 +902,7 @@ static void test_zone_closed_mid_frame(void **state)
     p2p_zone_t z = {.seg = did, .off = 0, .len = LEN, .dst = (char *)zbuf};
     assert_int_equal(p2p_zone_open(p->eng[1], &z), TIDE_SUCCESS);
     int fd = raw_connect(p);
-    raw_hello(fd, p, NULL);
+    raw_hello_as(fd, p, NULL, 7);
     raw_frame(fd, TCP_OP_WRITE, did, 0, LEN);
     raw_send(fd, payload, HALF);
     int64_t deadline = tide_deadline_ms(5000);
@@ -1152,11 +1154,7 @@ static int fake_stream(pair_t *p, int index)
 {
     int fd = raw_connect(p);
     int before = p2p_tcp_sockets(p->eng[1], 0);
-    uint8_t h[TCP_HELLO_LEN];
-    tcp_hello_t hello = {.rank = 0, .index = (uint32_t)index};
-    memcpy(hello.token, p->eng[1]->self.token, 16);
-    tcp_hello_encode(h, &hello);
-    raw_send(fd, h, sizeof(h));
+    raw_hello_as(fd, p, NULL, index);
     for (int k = 0; k < 400 && p2p_tcp_sockets(p->eng[1], 0) == before; k++)
         usleep(5000);
     assert_int_equal(p2p_tcp_sockets(p->eng[1], 0), before + 1);
@@ -1321,11 +1319,7 @@ static void test_lower_rank_connection_wins(void **state)
     duplex_wait(&d, 1);
     assert_int_equal(p2p_tcp_sockets(p->eng[0], 1), p->eng[0]->tcp_streams);
     int fd = raw_connect(p);
-    uint8_t h[TCP_HELLO_LEN];
-    tcp_hello_t hello = {.rank = 0, .index = 0};
-    memcpy(hello.token, p->eng[1]->self.token, 16);
-    tcp_hello_encode(h, &hello);
-    raw_send(fd, h, sizeof(h));
+    raw_hello_as(fd, p, NULL, 0);
     /* the real rank 0 sees rank 1's stream 0 close */
     for (int k = 0; k < 300 && p2p_tcp_sockets(p->eng[0], 1) == p->eng[0]->tcp_streams; k++)
         usleep(10000);
@@ -1453,11 +1447,7 @@ static void test_adopted_hostile(void **state)
     duplex_setup(p, &d, 256 << 10);
     test_log_capture_start();
     int fd = raw_connect(p);
-    uint8_t b[TCP_HELLO_LEN];
-    tcp_hello_t h = {.rank = 0, .index = 0};
-    memcpy(h.token, p->eng[1]->self.token, 16);
-    tcp_hello_encode(b, &h);
-    raw_send(fd, b, sizeof(b));
+    raw_hello_as(fd, p, NULL, 0);
     for (int i = 0; i < 200 && p2p_tcp_sockets(p->eng[1], 0) == 0; i++)
         usleep(5000);
     assert_int_equal(p2p_tcp_sockets(p->eng[1], 0), 1); /* adopted as stream 0 */
