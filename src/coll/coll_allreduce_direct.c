@@ -66,6 +66,8 @@ tide_status_t coll_allreduce_direct(coll_ctx_t *c, const coll_op_t *op)
     if ((st = coll_direct_exchange(c, &mine, cards, sizeof(card_t), "cards")) != TIDE_SUCCESS)
         return st;
     int mapped = 0;
+    uint64_t cma_push = 0; /* outputs pushed with process_vm_writev (a failed write clears
+                              its bit: that peer then reads the slice) */
     c->mem_all[COLL_ALLREDUCE] =
         coll_cards_tide(c, &mine, cards, sizeof(card_t), offsetof(card_t, in_ref)) &&
         coll_cards_tide(c, &mine, cards, sizeof(card_t), offsetof(card_t, out_ref));
@@ -76,14 +78,11 @@ tide_status_t coll_allreduce_direct(coll_ctx_t *c, const coll_op_t *op)
         pin[p] = coll_map_peer(c, p, &cards[p].in_ref, cards[p].in, bytes);
         pout[p] = coll_map_peer(c, p, &cards[p].out_ref, cards[p].out, bytes);
         mapped += pin[p] != NULL;
-        pushed |= pout[p] ? (uint64_t)1 << p : 0;
-    }
-    /* the others' outputs: pushed with process_vm_writev, while the piece
-     * is in cache, unless a write fails (that peer then reads the slice) */
-    uint64_t cma_push = 0;
-    for (int p = 0; p < n; p++)
-        if (p != r && !pout[p])
+        if (pout[p])
+            pushed |= (uint64_t)1 << p;
+        else
             cma_push |= (uint64_t)1 << p;
+    }
     if (c->trace)
         tide_log_emit(TIDE_LOG_INFO, TIDE_SUBSYS_COLL,
                       "trace: op %llu direct: %d of %d peers' inputs read in place, %d outputs "

@@ -133,6 +133,7 @@ typedef struct coll_map {
     char *base;
     size_t len;
     uint64_t used; /* 0: free; else when last used (LRU) */
+    uint64_t op;   /* the operation that last used it (c->nops): not evicted during it */
 } coll_map_t;
 
 #define COLL_MAPS 16

@@ -172,18 +172,25 @@ char *coll_map_peer(coll_ctx_t *c, int peer, const coll_mem_ref_t *ref, uint64_t
     if (!ref->serial || ref->len == 0 || ref->len > SIZE_MAX / 2 || addr < ref->base ||
         addr - ref->base > ref->len || len > ref->len - (addr - ref->base) || ref->fd < 0)
         return NULL;
-    coll_map_t *m = NULL, *victim = &c->maps[0];
+    /* Evict the least recently used mapping, but none this operation
+     * uses: its pointers are still in hand (more peers' allocations than
+     * the cache holds go through CMA instead). */
+    coll_map_t *m = NULL, *victim = NULL;
     for (int i = 0; i < COLL_MAPS; i++) {
         coll_map_t *e = &c->maps[i];
         if (e->used && e->peer == peer && e->serial == ref->serial) {
             m = e;
             break;
         }
-        if (!e->used || (victim->used && e->used < victim->used))
+        if (e->used && e->op == c->nops)
+            continue;
+        if (!victim || !e->used || (victim->used && e->used < victim->used))
             victim = e;
     }
     if (m && m->len != ref->len)
         return NULL; /* the same allocation, another length: not believed */
+    if (!m && !victim)
+        return NULL;
     if (!m) {
         if (victim->used && victim->base)
             munmap(victim->base, victim->len);
@@ -197,6 +204,7 @@ char *coll_map_peer(coll_ctx_t *c, int peer, const coll_mem_ref_t *ref, uint64_t
                       c->rank, (unsigned long long)ref->len, peer);
     }
     m->used = ++c->map_clock;
+    m->op = c->nops;
     return m->base ? m->base + (addr - ref->base) : NULL;
 }
 

@@ -85,7 +85,7 @@ static void test_forced_algorithms(void **state)
  * place by the direct algorithms: every rank's, then even ranks' only (the
  * others are read and written with CMA); counts to 70001 in full mode;
  * 3 ranks map 2 peers' allocations each, more than the mapping cache
- * holds over the run. */
+ * holds over the run; 10 ranks need more than it holds in one operation. */
 static void test_tide_memory(void **state)
 {
     (void)state;
@@ -95,6 +95,9 @@ static void test_tide_memory(void **state)
     matrix("4", "quick", "TIDE_ALGO=direct", "MP_COLL_MEM=mixed", "TIDE_LOG_LEVEL=info");
     assert_non_null(strstr(out, "of rank 2's Tide memory"));
     assert_null(strstr(out, "of rank 1's Tide memory")); /* odd ranks malloc */
+    /* 10 ranks: 18 peers' allocations per allreduce, more than the mapping
+     * cache holds; none this operation uses may be evicted */
+    matrix("10", "quick", "TIDE_ALGO=direct", "MP_COLL_MEM=all", NULL);
     /* not forced: from 64 KiB the selection goes direct for Tide memory */
     matrix("2", "full", "MP_COLL_MEM=all", "TIDE_LOG_LEVEL=info", NULL);
     assert_non_null(strstr(out, "of rank 1's Tide memory"));
