@@ -62,13 +62,17 @@ static const coll_algo_t algos[] = {
  *   128 KiB since it pushes finished pieces into the peer's output
  *   (inputs rewritten, two rounds, out of place, GB/s: 128 KiB 8.6-8.9
  *   against recursive doubling's 7.7-8.0 and the ring's 7.0-8.3;
- *   256 KiB-2 MiB 8.4-12.2 against 6.0-9.7; even at 64 KiB); np=3-4 from
- *   2 MiB (Rabenseifner, which copies no input, at
- *   np=4: 1.1x out of place, 1.3x in place, 1.1x with inputs rewritten at
- *   1 MiB; even at 2 MiB; np=3 at 1 MiB: 0.93x, 1.13x in place); np >= 5
- *   from 1 MiB (Rabenseifner at 512 KiB: np=5 1.06x, 1.25x in place;
- *   np=8 1.06x, 1.2x; mixed at 1 MiB; with pushes, np=3-4 measured
- *   even with the table's choice at 512 KiB-4 MiB).
+ *   256 KiB-2 MiB 8.4-12.2 against 6.0-9.7; even at 64 KiB). At np >= 3,
+ *   where direct leads with its pushes (each forced against Rabenseifner,
+ *   two or three rounds, inputs rewritten and unchanged, out of place /
+ *   in place, GB/s): np=3 from 128 KiB (128 KiB 4.2-4.3 against
+ *   3.7-4.2 rewritten, 5.3 against 4.2-5.2 unchanged; 512 KiB 5.0-5.1
+ *   against 3.1-4.0); np=4 from 512 KiB (512 KiB unchanged 5.5-5.7
+ *   against 4.3, rewritten 4.3-4.5 / 4.6-5.0 against 4.2-4.3 / 5.1-5.2;
+ *   1 MiB rewritten 4.1-4.3 against 3.7; at 256 KiB Rabenseifner leads
+ *   rewritten, 4.8-5.1 against 4.3-4.5); np=5-7 from 256 KiB (np=6
+ *   rewritten 2.0-2.5 against 1.9, unchanged 3.1-3.2 against 2.2-2.3);
+ *   np >= 8 from 512 KiB (256 KiB rewritten: 1.7 against 2.0-2.1).
  * - allreduce over the engine (TCP, RDMA): recursive doubling to 64 KiB
  *   (np=2: below 512 KiB, one exchange where Rabenseifner makes two; TCP,
  *   three rounds, out of place / in place: 64-256 KiB 1.95-3.9 / 2.3-3.7
@@ -116,8 +120,10 @@ static const rule_t table[] = {
     {COLL_ALLREDUCE, ON_DIRECT | ON_SHM, 3, 0, false, 2 * KiB + 1, "oneshot"},
     {COLL_ALLREDUCE, ON_DIRECT, 2, 2, false, 128 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_DIRECT, 3, 0, false, 8 * KiB, "rd"},
-    {COLL_ALLREDUCE, ON_DIRECT, 3, 4, false, 2 * MiB, "rabenseifner"},
-    {COLL_ALLREDUCE, ON_DIRECT, 5, 0, false, 1 * MiB, "rabenseifner"},
+    {COLL_ALLREDUCE, ON_DIRECT, 3, 3, false, 128 * KiB, "rabenseifner"},
+    {COLL_ALLREDUCE, ON_DIRECT, 4, 4, false, 512 * KiB, "rabenseifner"},
+    {COLL_ALLREDUCE, ON_DIRECT, 5, 7, false, 256 * KiB, "rabenseifner"},
+    {COLL_ALLREDUCE, ON_DIRECT, 8, 0, false, 512 * KiB, "rabenseifner"},
     {COLL_ALLREDUCE, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_ALLREDUCE, ON_SHM, 0, 0, false, 16 * KiB, "rd"},
     {COLL_ALLREDUCE, ON_SHM, 3, 0, false, 512 * KiB, "rabenseifner"},
