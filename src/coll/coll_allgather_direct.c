@@ -1,17 +1,23 @@
 /*
  * Direct allgather, for ranks that all share one host and may read each
  * other's memory: every rank tells every other where its input block is,
- * reads each peer's block straight into its place in the output, copies
- * its own (out of place) only then, while its peers read, and says when
- * it is done, so that no rank returns (and lets its caller change its
- * block) while another still reads it.
+ * copies its own block (out of place), reads each peer's block straight
+ * into its place in the output, and says when it is done, so that no
+ * rank returns (and lets its caller change its block) while another
+ * still reads it.
  *
  *   all:  address of my input block -> every peer (and, in Tide memory,
  *         which allocation holds it)
+ *   all:  out[me] <- my block                      (out of place)
  *   all:  out[p] <- block of p, for every peer p   (process_vm_readv, or a
  *         copy from the mapping of p's Tide memory)
- *   all:  out[me] <- my block                      (out of place)
  *   all:  "done" -> every peer
+ *
+ * The own block goes first: peers read the input, not the output, so
+ * nobody waits for that copy, and the input is most likely still in this
+ * core's cache then (the caller has just written it), where the peers'
+ * blocks would have pushed it out (np=2, 256 KiB-1 MiB blocks: 1.2-1.4x
+ * with inputs rewritten between calls, 1.1-1.5x unchanged; np=4 even).
  *
  * One copy per block per rank; the ring makes two per hop through pipes.
  */
@@ -41,6 +47,8 @@ tide_status_t coll_allgather_direct(coll_ctx_t *c, const coll_op_t *op)
         return st;
     c->mem_all[COLL_ALLGATHER] =
         coll_cards_tide(c, &mine, cards, sizeof(card_t), offsetof(card_t, ref));
+    if (op->sbuf != out + (size_t)r * block)
+        memcpy(out + (size_t)r * block, op->sbuf, block);
     for (int k = 1; k < n && st == TIDE_SUCCESS; k++) {
         int p = (r + k) % n; /* staggered: ranks do not all read the same peer at once */
         const char *m = coll_map_peer(c, p, &cards[p].ref, cards[p].addr, block);
@@ -49,8 +57,6 @@ tide_status_t coll_allgather_direct(coll_ctx_t *c, const coll_op_t *op)
         else
             st = coll_direct_read(c, p, out + (size_t)p * block, cards[p].addr, block);
     }
-    if (op->sbuf != out + (size_t)r * block)
-        memcpy(out + (size_t)r * block, op->sbuf, block);
     tide_status_t st2 = coll_direct_exchange(c, &token, tokens, 1, "reads done");
     return st != TIDE_SUCCESS ? st : st2;
 }

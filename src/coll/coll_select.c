@@ -84,7 +84,15 @@ static const coll_algo_t algos[] = {
  * - allgather (size: one rank's block): Bruck up to 128 KiB blocks at
  *   np >= 3 (np=4, 16-64 KiB blocks: 1.3x the ring), up to 512 KiB where
  *   peers cannot be read directly; direct reads above (np=4, 128 KiB
- *   blocks: 1.15x Bruck, four interleaved rounds of full sweeps).
+ *   blocks: 1.15x Bruck, four interleaved rounds of full sweeps; two
+ *   rounds later, GB/s, inputs rewritten: 128 KiB-1 MiB blocks 3.6-4.7
+ *   against the ring's 3.2-4.0 and Bruck's 2.8-4.5; unchanged 4.6-7.6
+ *   against 3.0-4.6; np=3 even with the ring at 128 KiB blocks, 1.1x it
+ *   from 256 KiB; np=8 1.2x at 128-512 KiB). At np=2 the ring below 128 KiB blocks, then direct,
+ *   since it copies the own block first (three rounds, inputs rewritten:
+ *   128-512 KiB blocks 7.9-9.2 against the ring's 7.0-8.0; 64 KiB 5.8-6.3
+ *   against 7.0-7.1; unchanged, direct leads from 32 KiB blocks, 8.6-16.2
+ *   against 6.5-8.1).
  * - broadcast: the binomial tree, streamed in chunks, below 2 MiB at np=2,
  *   512 KiB at np=3-4 and 64 KiB at np >= 5; above, the direct broadcast,
  *   whose root copies alongside the readers. Measured with the root's
@@ -135,7 +143,7 @@ static const rule_t table[] = {
     {COLL_ALLREDUCE, ON_NET, 0, 0, false, 0, "ring"},
     {COLL_ALLGATHER, ON_DIRECT, 3, 0, false, 128 * KiB, "bruck"},
     {COLL_ALLGATHER, ON_SHM, 3, 0, false, 512 * KiB, "bruck"},
-    {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 512 * KiB, "ring"},
+    {COLL_ALLGATHER, ON_DIRECT, 2, 2, false, 128 * KiB, "ring"},
     {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_ALLGATHER, ON_NET, 3, 0, false, 0, "bruck"},
     {COLL_ALLGATHER, ON_ANY, 0, 0, false, 0, "ring"},
