@@ -74,7 +74,17 @@ int main(int argc, char **argv)
     if (bar)
         min = max = 1;
     double f = ag ? (double)(n - 1) / n : bc ? 1.0 : 2.0 * (n - 1) / n;
-    float *s = calloc(max / 4 + 16, 4), *r = calloc(max / 4 + 16, 4);
+    /* Written once, as tide_perf writes its buffers: memory calloc'd and
+     * never written maps the kernel's one shared zero page, which a
+     * collective whose input is left unchanged (no -W) would read from
+     * cache, where a program's real data would come from memory. */
+    float *s = malloc(max + 64), *r = malloc(max + 64);
+    if (!s || !r) {
+        fprintf(stderr, "mpi_coll_bench: out of memory\n");
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    memset(s, 0, max + 64);
+    memset(r, 0, max + 64);
     if (rank == 0)
         printf("# mpi_coll_bench %s: %d ranks, float, %d iterations (%d warmup)\n", kind, n, iters,
                warmup);
