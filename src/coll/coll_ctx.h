@@ -340,6 +340,8 @@ tide_status_t coll_direct_exchange(coll_ctx_t *c, const void *mine, void *theirs
 tide_status_t coll_direct_read(coll_ctx_t *c, int peer, void *dst, uint64_t src, size_t len);
 /* Write len bytes from src to address dst of peer's memory. */
 tide_status_t coll_direct_write(coll_ctx_t *c, int peer, uint64_t dst, const void *src, size_t len);
+/* Tests: asked before each such write; false fails it as a refused write. */
+extern bool (*coll_direct_write_hook)(coll_ctx_t *c, int peer);
 
 /* Tide memory (coll_mem.c). The allocation of this process holding
  * [addr, addr + len), if any, in *ref (else serial 0). */

@@ -30,8 +30,12 @@ tide_status_t coll_direct_read(coll_ctx_t *c, int peer, void *dst, uint64_t src,
     return got == (ssize_t)len ? TIDE_SUCCESS : TIDE_ERR_IO;
 }
 
+bool (*coll_direct_write_hook)(coll_ctx_t *c, int peer);
+
 tide_status_t coll_direct_write(coll_ctx_t *c, int peer, uint64_t dst, const void *src, size_t len)
 {
+    if (coll_direct_write_hook && !coll_direct_write_hook(c, peer))
+        return TIDE_ERR_IO;
     struct iovec l = {(void *)(uintptr_t)src, len}, r = {(void *)(uintptr_t)dst, len};
     ssize_t put = len ? process_vm_writev(coll_shm_pid(c, peer), &l, 1, &r, 1, 0) : 0;
     return put == (ssize_t)len ? TIDE_SUCCESS : TIDE_ERR_IO;
