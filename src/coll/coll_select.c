@@ -93,8 +93,8 @@ static const coll_algo_t algos[] = {
  *   128-512 KiB blocks 7.9-9.2 against the ring's 7.0-8.0; 64 KiB 5.8-6.3
  *   against 7.0-7.1; unchanged, direct leads from 32 KiB blocks, 8.6-16.2
  *   against 6.5-8.1).
- * - broadcast: the binomial tree, streamed in chunks, below 2 MiB at np=2,
- *   512 KiB at np=3-4 and 64 KiB at np >= 5; above, the direct broadcast,
+ * - broadcast: the binomial tree, streamed in chunks, below 512 KiB at
+ *   np=2, 512 KiB at np=3-4 and 64 KiB at np >= 5; above, the direct broadcast,
  *   whose root copies alongside the readers. Measured with the root's
  *   input rewritten before every call (tide_perf -W 1), as applications
  *   do, two rounds: np=2 tree 11.5-14.7 GB/s at 64 KiB-1 MiB against
@@ -104,7 +104,13 @@ static const coll_algo_t algos[] = {
  *   from 64 KiB. With an input left unchanged between calls the direct
  *   readers find the root's lines clean in their own caches and lead from
  *   64 KiB (np=2 1.3-2x, np=4 from 128 KiB), which is not what a program
- *   broadcasting new data sees. The pipelined
+ *   broadcasting new data sees. Twelfth session, np=2, three rounds, out
+ *   of place / in place, GB/s: with -W 1 the two even from 512 KiB (tree
+ *   14.3-14.6 / 17.0-17.8, direct 13.7-15.1 / 17.5-18.0; at 1 MiB
+ *   12.5-12.6 / 16.4-17.2 against 11.9-13.3 / 17.5-18.3), the tree ahead
+ *   at 256 KiB (12.8-13.1 against 10.6-12.0 out of place); unchanged,
+ *   direct 22.4-25.2 / 24.5-25.8 against 13.4-13.6 / 16.7-17.7 at
+ *   512 KiB: np=2 now goes direct from 512 KiB. The pipelined
  *   chain is not chosen: on this machine (every hop a memory copy on the
  *   same 2 cores) it never beat the tree, shm or TCP, np 3-8; it is for
  *   links that are the bottleneck, selected with
@@ -147,7 +153,7 @@ static const rule_t table[] = {
     {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_ALLGATHER, ON_NET, 3, 0, false, 0, "bruck"},
     {COLL_ALLGATHER, ON_ANY, 0, 0, false, 0, "ring"},
-    {COLL_BROADCAST, ON_DIRECT, 2, 2, false, 2 * MiB, "tree"},
+    {COLL_BROADCAST, ON_DIRECT, 2, 2, false, 512 * KiB, "tree"},
     {COLL_BROADCAST, ON_DIRECT, 3, 4, false, 512 * KiB, "tree"},
     {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 64 * KiB, "tree"},
     {COLL_BROADCAST, ON_DIRECT, 0, 0, false, 0, "direct"},
