@@ -88,11 +88,13 @@ static const coll_algo_t algos[] = {
  *   rounds later, GB/s, inputs rewritten: 128 KiB-1 MiB blocks 3.6-4.7
  *   against the ring's 3.2-4.0 and Bruck's 2.8-4.5; unchanged 4.6-7.6
  *   against 3.0-4.6; np=3 even with the ring at 128 KiB blocks, 1.1x it
- *   from 256 KiB; np=8 1.2x at 128-512 KiB). At np=2 the ring below 128 KiB blocks, then direct,
- *   since it copies the own block first (three rounds, inputs rewritten:
- *   128-512 KiB blocks 7.9-9.2 against the ring's 7.0-8.0; 64 KiB 5.8-6.3
- *   against 7.0-7.1; unchanged, direct leads from 32 KiB blocks, 8.6-16.2
- *   against 6.5-8.1).
+ *   from 256 KiB; np=8 1.2x at 128-512 KiB). At np=2 the ring below
+ *   32 KiB blocks, then direct, which copies the own block first (three
+ *   rounds, inputs rewritten: 128-512 KiB blocks 7.9-9.2 against the
+ *   ring's 7.0-8.0; at 32-64 KiB blocks the ring leads, 6.0-7.1 against
+ *   4.8-6.3, but direct still moves 1.3x what Open MPI does there, and
+ *   with inputs unchanged it leads from 32 KiB blocks, 8.6-16.2 against
+ *   6.5-8.1, where the ring was 0.66-0.81x Open MPI).
  * - broadcast: the binomial tree, streamed in chunks, below 512 KiB at
  *   np=2, 512 KiB at np=3-4 and 64 KiB at np >= 5; above, the direct broadcast,
  *   whose root copies alongside the readers. Measured with the root's
@@ -149,7 +151,7 @@ static const rule_t table[] = {
     {COLL_ALLREDUCE, ON_NET, 0, 0, false, 0, "ring"},
     {COLL_ALLGATHER, ON_DIRECT, 3, 0, false, 128 * KiB, "bruck"},
     {COLL_ALLGATHER, ON_SHM, 3, 0, false, 512 * KiB, "bruck"},
-    {COLL_ALLGATHER, ON_DIRECT, 2, 2, false, 128 * KiB, "ring"},
+    {COLL_ALLGATHER, ON_DIRECT, 2, 2, false, 32 * KiB, "ring"},
     {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 0, "direct"},
     {COLL_ALLGATHER, ON_NET, 3, 0, false, 0, "bruck"},
     {COLL_ALLGATHER, ON_ANY, 0, 0, false, 0, "ring"},
