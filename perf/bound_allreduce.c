@@ -1,0 +1,356 @@
+/*
+ * What a float-sum allreduce costs on this host with no library at
+ * all: the fewest copies the transport allows and nothing else (no
+ * framing, no acknowledgements, no fault tolerance), as a bound for what
+ * Tide and Open MPI reach (docs/performance.md). Processes from fork, out
+ * of place, the columns of tide_perf and mpi_coll_bench (busbw 2(n-1)/n).
+ *
+ *   tcp: one loopback TCP connection (TCP_NODELAY, 4 MiB buffers, reno
+ *        where allowed). Each rank sends the half of its input the peer
+ *        owns (as much per call as the socket takes) and receives the
+ *        peer's copy of its own half; what lands is summed into the output
+ *        at once and sent back, straight from the output, into the peer's
+ *        output. Per rank and byte of the buffer: one copy into the
+ *        socket, one out of it, half a sum; the two phases overlap.
+ *   cma (2-8 ranks): each rank owns a slice; its peers' inputs there are
+ *        read with process_vm_readv, 256 KiB at a time, summed into its
+ *        output and written into every peer's output with
+ *        process_vm_writev (Tide's direct allreduce, without the library);
+ *        shared counters mark the start and the end of each operation
+ *        (waits spin, then yield the core).
+ *
+ *   bound_allreduce tcp|cma [-p RANKS (cma)] [-b MIN] [-e MAX] [-f F] [-n ITERS]
+ *                   [-w WARMUP] [-W 0|1]
+ *
+ * -W 1 rewrites the input before every operation and times only the
+ * operations, as tide_perf -W 1 does. Buffers are written before timing.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PIECE (256 * 1024)
+#define MAXR  8
+
+typedef struct shared {
+    uint64_t arrived[MAXR]; /* operations each rank has entered (cma) */
+    uint64_t done[MAXR];    /* operations each rank has finished */
+    uint64_t out[MAXR];     /* each rank's output and input addresses */
+    uint64_t in[MAXR];
+    pid_t pid[MAXR];
+    double t[MAXR]; /* each rank's time per operation */
+    int n;          /* ranks */
+} shared_t;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static size_t parse_size(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (*end == 'K' || *end == 'k')
+        v *= 1024;
+    else if (*end == 'M' || *end == 'm')
+        v *= 1024 * 1024;
+    return (size_t)v;
+}
+
+static void sum(float *dst, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = a[i] + b[i];
+}
+
+static void die(const char *what)
+{
+    perror(what);
+    exit(1);
+}
+
+/* Wait until every rank's v[r] reaches want: spin a little, then yield
+ * the core (more ranks than cores). */
+static void wait_all(const shared_t *sh, const uint64_t *v, uint64_t want)
+{
+    for (int r = 0; r < sh->n; r++)
+        for (int spins = 0; __atomic_load_n(&v[r], __ATOMIC_ACQUIRE) < want; spins++)
+            if (spins > 2000)
+                sched_yield();
+}
+
+/* One tcp allreduce of count floats: my half is [lo, lo + h). */
+static void op_tcp(int fd, int rank, const float *in, float *out, float *tmp, size_t count)
+{
+    size_t h = count / 2, lo = rank ? h : 0, plo = rank ? 0 : h;
+    size_t mine = (rank ? count - h : h) * 4, theirs = (rank ? h : count - h) * 4;
+    const char *s1 = (const char *)(in + plo); /* phase 1: the peer's half of my input */
+    size_t s1_off = 0, r1_off = 0, s2_off = 0, r2_off = 0, summed = 0;
+    char *r1 = (char *)tmp, *r2 = (char *)(out + plo);
+    while (s1_off < theirs || r1_off < mine || s2_off < mine || r2_off < theirs) {
+        bool moved = false;
+        if (s1_off < theirs) {
+            size_t len = theirs - s1_off;
+            ssize_t k = send(fd, s1 + s1_off, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (k > 0) {
+                s1_off += (size_t)k;
+                moved = true;
+            } else if (k < 0 && errno != EAGAIN)
+                die("send");
+        }
+        if (r1_off < mine) {
+            ssize_t k = recv(fd, r1 + r1_off, mine - r1_off, MSG_DONTWAIT);
+            if (k > 0) {
+                r1_off += (size_t)k;
+                moved = true;
+            } else if (k == 0 || (k < 0 && errno != EAGAIN))
+                die("recv");
+            size_t ready = r1_off / 4 * 4; /* sum what landed, whole floats */
+            if (ready > summed) {
+                sum(out + lo + summed / 4, in + lo + summed / 4, tmp + summed / 4,
+                    (ready - summed) / 4);
+                summed = ready;
+            }
+        }
+        /* Phase 2 may only send what is summed, and only once phase 1's
+         * sends are out (one byte stream). */
+        if (s1_off == theirs && s2_off < summed) {
+            ssize_t k = send(fd, (const char *)(out + lo) + s2_off, summed - s2_off,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (k > 0) {
+                s2_off += (size_t)k;
+                moved = true;
+            } else if (k < 0 && errno != EAGAIN)
+                die("send");
+        }
+        if (r1_off == mine && r2_off < theirs) {
+            ssize_t k = recv(fd, r2 + r2_off, theirs - r2_off, MSG_DONTWAIT);
+            if (k > 0) {
+                r2_off += (size_t)k;
+                moved = true;
+            } else if (k == 0 || (k < 0 && errno != EAGAIN))
+                die("recv");
+        }
+        if (!moved) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (s1_off < theirs || s2_off < summed)
+                p.events |= POLLOUT;
+            poll(&p, 1, 1000);
+        }
+    }
+}
+
+/* One cma allreduce (the op-th): rank r owns elements [lo, lo + cnt). */
+static void op_cma(shared_t *sh, int rank, uint64_t op, const float *in, float *out, float *tmp,
+                   size_t count)
+{
+    int nr = sh->n;
+    size_t lo = count * (size_t)rank / (size_t)nr,
+           cnt = count * (size_t)(rank + 1) / (size_t)nr - lo;
+    __atomic_store_n(&sh->arrived[rank], op, __ATOMIC_RELEASE);
+    wait_all(sh, sh->arrived, op); /* every input is ready */
+    for (size_t off = 0; off < cnt; off += PIECE / 4) {
+        size_t m = cnt - off < PIECE / 4 ? cnt - off : PIECE / 4;
+        bool first = true;
+        for (int p = 0; p < nr; p++) {
+            if (p == rank)
+                continue;
+            struct iovec l = {tmp, m * 4},
+                         r = {(void *)(uintptr_t)(sh->in[p] + (lo + off) * 4), m * 4};
+            if (process_vm_readv(sh->pid[p], &l, 1, &r, 1, 0) != (ssize_t)(m * 4))
+                die("process_vm_readv");
+            sum(out + lo + off, first ? in + lo + off : out + lo + off, tmp, m);
+            first = false;
+        }
+        for (int p = 0; p < nr; p++) {
+            struct iovec l2 = {out + lo + off, m * 4},
+                         r2 = {(void *)(uintptr_t)(sh->out[p] + (lo + off) * 4), m * 4};
+            if (p != rank && process_vm_writev(sh->pid[p], &l2, 1, &r2, 1, 0) != (ssize_t)(m * 4))
+                die("process_vm_writev");
+        }
+    }
+    __atomic_store_n(&sh->done[rank], op, __ATOMIC_RELEASE);
+    wait_all(sh, sh->done, op); /* my output is whole, my input read */
+}
+
+static int connect_pair(int rank, int listen_fd, struct sockaddr_in *a)
+{
+    int fd;
+    if (rank == 0) {
+        fd = accept(listen_fd, NULL, NULL);
+    } else {
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(fd, (struct sockaddr *)a, sizeof(*a)) != 0)
+            die("connect");
+    }
+    if (fd < 0)
+        die("accept");
+    int one = 1, buf = 4 << 20;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+    setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "reno", 4); /* as Tide within a host */
+    return fd;
+}
+
+static void run(int rank, bool tcp, int fd, shared_t *sh, size_t min, size_t max, size_t factor,
+                int iters, int warmup, int rewrite)
+{
+    size_t cap = max / 4 + 16;
+    float *in = malloc(cap * 4), *out = malloc(cap * 4), *tmp = malloc((max + PIECE) + 64);
+    if (!in || !out || !tmp)
+        die("malloc");
+    memset(out, 0, cap * 4);
+    memset(tmp, 0, max + PIECE + 64);
+    for (size_t i = 0; i < cap; i++)
+        in[i] = (float)((i + (size_t)rank) % 1000);
+    sh->in[rank] = (uint64_t)(uintptr_t)in;
+    sh->out[rank] = (uint64_t)(uintptr_t)out;
+    sh->pid[rank] = getpid();
+    uint64_t op = 0;
+    char token = 0;
+    for (size_t size = min; size <= max; size *= factor) {
+        size_t count = size / 4;
+        double t0 = 0, busy = 0, t1 = 0;
+        for (int it = 0; it < warmup + iters; it++) {
+            if (rewrite)
+                memset(in, it & 0x3f, count * 4);
+            if (it == warmup || rewrite)
+                t1 = now_s();
+            if (it == warmup)
+                t0 = t1;
+            if (tcp)
+                op_tcp(fd, rank, in, out, tmp, count);
+            else
+                op_cma(sh, rank, ++op, in, out, tmp, count);
+            if (rewrite && it >= warmup)
+                busy += now_s() - t1;
+        }
+        double t = (rewrite ? busy : now_s() - t0) / iters;
+        /* every rank's figure, then the slowest, as the other benchmarks */
+        sh->t[rank] = t;
+        if (tcp) {
+            if (send(fd, &token, 1, MSG_NOSIGNAL) != 1 || recv(fd, &token, 1, MSG_WAITALL) != 1)
+                die("sync");
+        } else {
+            __atomic_store_n(&sh->arrived[rank], ++op, __ATOMIC_RELEASE);
+            wait_all(sh, sh->arrived, op);
+            __atomic_store_n(&sh->done[rank], op, __ATOMIC_RELEASE);
+            wait_all(sh, sh->done, op);
+        }
+        double tmax = 0;
+        for (int r = 0; r < sh->n; r++)
+            tmax = sh->t[r] > tmax ? sh->t[r] : tmax;
+        size_t wrong = 0;
+        for (size_t i = 0; i < count && !rewrite; i++) {
+            float want = 0;
+            for (int r = 0; r < sh->n; r++)
+                want += (float)((i + (size_t)r) % 1000);
+            wrong += out[i] != want;
+        }
+        double alg = (double)size / tmax / 1e9;
+        if (rank == 0)
+            printf("  %10zu %12zu %8s %6s %5d   %9.2f %7.3f %7.3f %6zu\n", size, count, "float",
+                   "sum", -1, tmax * 1e6, alg, alg * 2 * (sh->n - 1) / sh->n, wrong);
+        if (tcp) { /* rank 1 has read its figure before rank 0 moves on */
+            if (send(fd, &token, 1, MSG_NOSIGNAL) != 1 || recv(fd, &token, 1, MSG_WAITALL) != 1)
+                die("sync");
+        }
+        fflush(stdout);
+    }
+    free(in);
+    free(out);
+    free(tmp);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || (strcmp(argv[1], "tcp") != 0 && strcmp(argv[1], "cma") != 0)) {
+        fprintf(stderr, "usage: bound_allreduce tcp|cma [-p RANKS (cma)] [-b MIN] [-e MAX] [-f F] "
+                        "[-n ITERS] [-w WARMUP] [-W 0|1]\n");
+        return 2;
+    }
+    bool tcp = strcmp(argv[1], "tcp") == 0;
+    size_t min = 8, max = 64 << 20, factor = 2;
+    int iters = 20, warmup = 5, rewrite = 0, nranks = 2, c;
+    while ((c = getopt(argc - 1, argv + 1, "p:b:e:f:n:w:W:")) != -1) {
+        if (c == 'p')
+            nranks = atoi(optarg);
+        else if (c == 'b')
+            min = parse_size(optarg);
+        else if (c == 'e')
+            max = parse_size(optarg);
+        else if (c == 'f')
+            factor = strtoul(optarg, NULL, 10);
+        else if (c == 'n')
+            iters = atoi(optarg);
+        else if (c == 'w')
+            warmup = atoi(optarg);
+        else if (c == 'W')
+            rewrite = atoi(optarg);
+        else
+            return 2;
+    }
+    if (min < 8 || max < min || factor < 2 || iters < 1 || warmup < 0 || max > (1ull << 31) ||
+        nranks < 2 || nranks > MAXR || (tcp && nranks != 2) || (rewrite != 0 && rewrite != 1)) {
+        fprintf(stderr, "bound_allreduce: bad option value (tcp: 2 ranks; cma: 2-%d)\n", MAXR);
+        return 2;
+    }
+    shared_t *sh =
+        mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED)
+        die("mmap");
+    memset(sh, 0, sizeof(*sh));
+    sh->n = nranks;
+    int lfd = -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (tcp) {
+        socklen_t alen = sizeof(a);
+        lfd = socket(AF_INET, SOCK_STREAM, 0);
+        if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(lfd, 1) != 0 ||
+            getsockname(lfd, (struct sockaddr *)&a, &alen) != 0)
+            die("listen");
+    }
+    printf("# bound_allreduce %s: %d ranks, float, %d iterations (%d warmup)%s\n", argv[1], nranks,
+           iters, warmup, rewrite ? ", inputs rewritten" : "");
+    fflush(stdout);
+    int rank = 0;
+    pid_t pids[MAXR];
+    for (int r = 1; r < nranks; r++) {
+        pids[r] = fork();
+        if (pids[r] < 0)
+            die("fork");
+        if (pids[r] == 0) {
+            rank = r;
+            break;
+        }
+    }
+    int fd = tcp ? connect_pair(rank, lfd, &a) : -1;
+    run(rank, tcp, fd, sh, min, max, factor, iters, warmup, rewrite);
+    if (rank > 0)
+        _exit(0);
+    int ok = 1;
+    for (int r = 1; r < nranks; r++) {
+        int status;
+        ok &= waitpid(pids[r], &status, 0) == pids[r] && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 0;
+    }
+    return ok ? 0 : 1;
+}
