@@ -42,6 +42,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "perf_util.h"
 
 #define PIECE (256 * 1024)
 #define MAXR  8
@@ -55,24 +56,6 @@ typedef struct shared {
     double t[MAXR]; /* each rank's time per operation */
     int n;          /* ranks */
 } shared_t;
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static size_t parse_size(const char *s)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (*end == 'K' || *end == 'k')
-        v *= 1024;
-    else if (*end == 'M' || *end == 'm')
-        v *= 1024 * 1024;
-    return (size_t)v;
-}
 
 static void sum(float *dst, const float *a, const float *b, size_t n)
 {
@@ -233,7 +216,7 @@ static void run(int rank, bool tcp, int fd, shared_t *sh, size_t min, size_t max
             if (rewrite)
                 memset(in, it & 0x3f, count * 4);
             if (it == warmup || rewrite)
-                t1 = now_s();
+                t1 = perf_now_s();
             if (it == warmup)
                 t0 = t1;
             if (tcp)
@@ -241,9 +224,9 @@ static void run(int rank, bool tcp, int fd, shared_t *sh, size_t min, size_t max
             else
                 op_cma(sh, rank, ++op, in, out, tmp, count);
             if (rewrite && it >= warmup)
-                busy += now_s() - t1;
+                busy += perf_now_s() - t1;
         }
-        double t = (rewrite ? busy : now_s() - t0) / iters;
+        double t = (rewrite ? busy : perf_now_s() - t0) / iters;
         /* every rank's figure, then the slowest, as the other benchmarks */
         sh->t[rank] = t;
         if (tcp) {
@@ -294,9 +277,9 @@ int main(int argc, char **argv)
         if (c == 'p')
             nranks = atoi(optarg);
         else if (c == 'b')
-            min = parse_size(optarg);
+            min = perf_parse_size(optarg);
         else if (c == 'e')
-            max = parse_size(optarg);
+            max = perf_parse_size(optarg);
         else if (c == 'f')
             factor = strtoul(optarg, NULL, 10);
         else if (c == 'n')

@@ -14,17 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static size_t parse_size(const char *s)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (*end == 'K' || *end == 'k')
-        v *= 1024;
-    else if (*end == 'M' || *end == 'm')
-        v *= 1024 * 1024;
-    return (size_t)v;
-}
+#include "perf_util.h"
 
 static int usage(int rank, const char *why)
 {
@@ -54,9 +44,9 @@ int main(int argc, char **argv)
     optind = 2;
     while ((c = getopt(argc, argv, "b:e:f:n:w:W:")) != -1) {
         if (c == 'b')
-            min = parse_size(optarg);
+            min = perf_parse_size(optarg);
         else if (c == 'e')
-            max = parse_size(optarg);
+            max = perf_parse_size(optarg);
         else if (c == 'f')
             factor = (size_t)atoi(optarg);
         else if (c == 'n')

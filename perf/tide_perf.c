@@ -58,6 +58,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "tide.h"
+#include "perf_util.h"
 
 #define MAX_BATCH_BYTES (256u << 20)
 
@@ -78,34 +79,6 @@ typedef struct opts {
     int contiguous;
     int ref_poll; /* -P: the socket reference's receiver polls */
 } opts_t;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static size_t parse_size(const char *s)
-{
-    char *end;
-    double v = strtod(s, &end);
-    switch (*end) {
-    case 'k':
-    case 'K':
-        v *= 1024;
-        break;
-    case 'm':
-    case 'M':
-        v *= 1024 * 1024;
-        break;
-    case 'g':
-    case 'G':
-        v *= 1024.0 * 1024 * 1024;
-        break;
-    }
-    return (size_t)v;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -132,14 +105,14 @@ static double ref_memcpy(const opts_t *o, size_t size, int nb, char *src, char *
 {
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = now_s();
+        double t0 = perf_now_s();
         int iters = 0;
         do {
             for (int i = 0; i < nb; i++)
                 memcpy(dst + block_offset(o, size, i), src + block_offset(o, size, i), size);
             iters++;
-        } while (now_s() - t0 < 0.2);
-        double gbs = (double)size * nb * iters / (now_s() - t0) / 1e9;
+        } while (perf_now_s() - t0 < 0.2);
+        double gbs = (double)size * nb * iters / (perf_now_s() - t0) / 1e9;
         best = gbs > best ? gbs : best;
     }
     return best;
@@ -198,12 +171,12 @@ static double ref_socket(const opts_t *o, int rank, int fd, size_t size, int nb,
     double t0 = 0;
     for (int it = 0; it < iters; it++) {
         if (it == o->warmup)
-            t0 = now_s();
+            t0 = perf_now_s();
         for (int i = 0; i < nb; i++)
             io_all(fd, buf + block_offset(o, size, i), size, rank == 0, o->ref_poll);
         io_all(fd, &ack, 1, rank == 1, o->ref_poll);
     }
-    return (double)size * nb * o->iters / (now_s() - t0) / 1e9;
+    return (double)size * nb * o->iters / (perf_now_s() - t0) / 1e9;
 }
 
 /* ------------------------------------------------------------------ tide */
@@ -228,18 +201,18 @@ static result_t run_tide(const opts_t *o, tide_engine_t *e, size_t size, int nb,
     double t0 = 0;
     while (done < total) {
         while (submitted < total && submitted - done < o->depth) {
-            start[submitted] = now_s();
+            start[submitted] = perf_now_s();
             CHECK(tide_batch_submit(e, req, (size_t)nb, 0, &inflight[submitted]));
             submitted++;
         }
         CHECK(tide_batch_wait(inflight[done], 60000));
-        lat[done] = now_s() - start[done];
+        lat[done] = perf_now_s() - start[done];
         CHECK(tide_batch_free(inflight[done]));
         done++;
         if (done == o->warmup)
-            t0 = now_s();
+            t0 = perf_now_s();
     }
-    double elapsed = now_s() - t0;
+    double elapsed = perf_now_s() - t0;
     r.gbs = (double)size * nb * o->iters / elapsed / 1e9;
     r.blocks_per_s = (double)nb * o->iters / elapsed;
     double *m = lat + o->warmup, sum = 0;
@@ -272,10 +245,10 @@ static int perf_p2p(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "b:e:f:N:n:w:d:o:t:cP", longopts, NULL)) != -1) {
         switch (c) {
         case 'b':
-            o.min = parse_size(optarg);
+            o.min = perf_parse_size(optarg);
             break;
         case 'e':
-            o.max = parse_size(optarg);
+            o.max = perf_parse_size(optarg);
             break;
         case 'f':
             o.factor = (size_t)atoi(optarg);
@@ -541,10 +514,10 @@ static int perf_coll(kind_t k, int argc, char **argv)
     while ((c = getopt(argc, argv, "b:e:f:n:w:c:d:o:r:W:p:R:")) != -1) {
         switch (c) {
         case 'b':
-            min = parse_size(optarg);
+            min = perf_parse_size(optarg);
             break;
         case 'e':
-            max = parse_size(optarg);
+            max = perf_parse_size(optarg);
             break;
         case 'f':
             factor = (size_t)atoi(optarg);
@@ -653,9 +626,9 @@ static int perf_coll(kind_t k, int argc, char **argv)
                 if (it == warmup)
                     CHECK(tide_barrier(comm));
                 if (it == warmup)
-                    t[inplace] = now_s();
+                    t[inplace] = perf_now_s();
                 if (it == warmup + iters) {
-                    t[inplace] = (rewrite ? busy : now_s() - t[inplace]) / iters;
+                    t[inplace] = (rewrite ? busy : perf_now_s() - t[inplace]) / iters;
                     if (!check)
                         break;
                     for (size_t i = 0; i < in_elems; i++)
@@ -663,16 +636,16 @@ static int perf_coll(kind_t k, int argc, char **argv)
                 }
                 if (rewrite && it < warmup + iters) { /* not over the check's input */
                     memset(in, it & 0x3f, in_elems * es);
-                    double t0 = now_s();
+                    double t0 = perf_now_s();
                     CHECK(run_coll(k, in, out, count, dt, op, root, comm));
-                    double d = now_s() - t0;
+                    double d = perf_now_s() - t0;
                     busy += it >= warmup ? d : 0;
                     if (pct && it >= warmup)
                         lat[it - warmup] = d;
                 } else if (pct && it >= warmup && it < warmup + iters) {
-                    double t0 = now_s();
+                    double t0 = perf_now_s();
                     CHECK(run_coll(k, in, out, count, dt, op, root, comm));
-                    lat[it - warmup] = now_s() - t0;
+                    lat[it - warmup] = perf_now_s() - t0;
                 } else {
                     CHECK(run_coll(k, in, out, count, dt, op, root, comm));
                 }
