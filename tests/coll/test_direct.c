@@ -22,11 +22,13 @@
 
 enum { N = 3, COUNT = 300007, CALLS = 20 };
 
-static int refused; /* writes the hook refused */
+static int writes;  /* writes the hook was asked about */
+static int refused; /* ... and refused */
 static bool refuse; /* refuse rank 1's writes to rank 2 */
 
 static bool write_hook(coll_ctx_t *c, int peer)
 {
+    __atomic_add_fetch(&writes, 1, __ATOMIC_RELAXED);
     if (__atomic_load_n(&refuse, __ATOMIC_ACQUIRE) && c->rank == 1 && peer == 2) {
         __atomic_add_fetch(&refused, 1, __ATOMIC_RELAXED);
         return false;
@@ -53,7 +55,9 @@ static void *rank_main(void *p)
     if ((a->st = tide_comm_init_rank(&comm, N, a->id, a->rank, NULL)) != TIDE_SUCCESS)
         return NULL;
     int32_t *in = malloc(COUNT * sizeof(int32_t)), *out = malloc(COUNT * sizeof(int32_t));
-    for (int call = 0; call < CALLS && a->st == TIDE_SUCCESS && in && out; call++) {
+    if (!in || !out)
+        a->st = TIDE_ERR_NOMEM;
+    for (int call = 0; call < CALLS && a->st == TIDE_SUCCESS; call++) {
         bool inplace = call % 2;
         for (size_t i = 0; i < COUNT; i++)
             in[i] = input(a->rank, call, i);
@@ -113,8 +117,10 @@ static void test_every_push_arrives(void **state)
 {
     (void)state;
     rank_arg_t a[N];
+    __atomic_store_n(&writes, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&refused, 0, __ATOMIC_RELAXED);
     run_ranks(a);
+    assert_true(__atomic_load_n(&writes, __ATOMIC_RELAXED) >= CALLS * N * (N - 1));
     assert_int_equal(__atomic_load_n(&refused, __ATOMIC_RELAXED), 0);
     for (int r = 0; r < N; r++) {
         assert_int_equal(a[r].st, TIDE_SUCCESS);
