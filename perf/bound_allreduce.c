@@ -39,13 +39,15 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "perf_util.h"
 
-#define PIECE (256 * 1024)
-#define MAXR  8
+#define PIECE  (256 * 1024)
+#define MAXR   8
+#define WAIT_S 60 /* a rank that makes no progress this long has failed */
 
 typedef struct shared {
     uint64_t arrived[MAXR]; /* operations each rank has entered (cma) */
@@ -71,12 +73,22 @@ static void die(const char *what)
 
 /* Wait until every rank's v[r] reaches want: spin a little, then yield
  * the core (more ranks than cores). */
-static void wait_all(const shared_t *sh, const uint64_t *v, uint64_t want)
+static void wait_all(const shared_t *sh, const uint64_t *v, uint64_t want, const char *what)
 {
+    double deadline = 0;
     for (int r = 0; r < sh->n; r++)
-        for (int spins = 0; __atomic_load_n(&v[r], __ATOMIC_ACQUIRE) < want; spins++)
-            if (spins > 2000)
-                sched_yield();
+        for (int spins = 0; __atomic_load_n(&v[r], __ATOMIC_ACQUIRE) < want; spins++) {
+            if (spins < 2000)
+                continue;
+            sched_yield();
+            if (deadline == 0) {
+                deadline = perf_now_s() + WAIT_S;
+            } else if (perf_now_s() > deadline) {
+                fprintf(stderr, "bound_allreduce: rank %d %s operation %llu within %d s\n", r, what,
+                        (unsigned long long)want, WAIT_S);
+                exit(1);
+            }
+        }
 }
 
 /* One tcp allreduce of count floats: my half is [lo, lo + h). */
@@ -135,7 +147,13 @@ static void op_tcp(int fd, int rank, const float *in, float *out, float *tmp, si
             struct pollfd p = {fd, POLLIN, 0};
             if (s1_off < theirs || s2_off < summed)
                 p.events |= POLLOUT;
-            poll(&p, 1, 1000);
+            if (poll(&p, 1, WAIT_S * 1000) == 0) {
+                fprintf(stderr,
+                        "bound_allreduce: rank %d: nothing moved on the connection within "
+                        "%d s (sent %zu + %zu, received %zu + %zu bytes)\n",
+                        rank, WAIT_S, s1_off, s2_off, r1_off, r2_off);
+                exit(1);
+            }
         }
     }
 }
@@ -148,7 +166,7 @@ static void op_cma(shared_t *sh, int rank, uint64_t op, const float *in, float *
     size_t lo = count * (size_t)rank / (size_t)nr,
            cnt = count * (size_t)(rank + 1) / (size_t)nr - lo;
     __atomic_store_n(&sh->arrived[rank], op, __ATOMIC_RELEASE);
-    wait_all(sh, sh->arrived, op); /* every input is ready */
+    wait_all(sh, sh->arrived, op, "did not enter"); /* every input is ready */
     for (size_t off = 0; off < cnt; off += PIECE / 4) {
         size_t m = cnt - off < PIECE / 4 ? cnt - off : PIECE / 4;
         bool first = true;
@@ -170,7 +188,7 @@ static void op_cma(shared_t *sh, int rank, uint64_t op, const float *in, float *
         }
     }
     __atomic_store_n(&sh->done[rank], op, __ATOMIC_RELEASE);
-    wait_all(sh, sh->done, op); /* my output is whole, my input read */
+    wait_all(sh, sh->done, op, "did not finish"); /* my output is whole, my input read */
 }
 
 static int connect_pair(int rank, int listen_fd, struct sockaddr_in *a)
@@ -190,6 +208,8 @@ static int connect_pair(int rank, int listen_fd, struct sockaddr_in *a)
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
     setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "reno", 4); /* as Tide within a host */
+    struct timeval tv = {.tv_sec = WAIT_S};                 /* the blocking syncs between sizes */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     return fd;
 }
 
@@ -234,9 +254,9 @@ static void run(int rank, bool tcp, int fd, shared_t *sh, size_t min, size_t max
                 die("sync");
         } else {
             __atomic_store_n(&sh->arrived[rank], ++op, __ATOMIC_RELEASE);
-            wait_all(sh, sh->arrived, op);
+            wait_all(sh, sh->arrived, op, "did not enter");
             __atomic_store_n(&sh->done[rank], op, __ATOMIC_RELEASE);
-            wait_all(sh, sh->done, op);
+            wait_all(sh, sh->done, op, "did not finish");
         }
         double tmax = 0;
         for (int r = 0; r < sh->n; r++)
