@@ -11,7 +11,8 @@
  *        peer's copy of its own half; what lands is summed into the output
  *        at once and sent back, straight from the output, into the peer's
  *        output. Per rank and byte of the buffer: one copy into the
- *        socket, one out of it, half a sum; the two phases overlap.
+ *        socket, one out of it, half a sum; the two phases overlap. Its
+ *        waits spin for 1 ms before poll() sleeps, as Tide's do.
  *   cma (2-8 ranks): each rank owns a slice; its peers' inputs there are
  *        read with process_vm_readv, 256 KiB at a time, summed into its
  *        output and written into every peer's output with
@@ -47,7 +48,8 @@
 
 #define PIECE  (256 * 1024)
 #define MAXR   8
-#define WAIT_S 60 /* a rank that makes no progress this long has failed */
+#define WAIT_S 60   /* a rank that makes no progress this long has failed */
+#define SPIN_S 1e-3 /* tcp: busy retries before poll() sleeps */
 
 typedef struct shared {
     uint64_t arrived[MAXR]; /* operations each rank has entered (cma) */
@@ -91,6 +93,21 @@ static void wait_all(const shared_t *sh, const uint64_t *v, uint64_t want, const
         }
 }
 
+/* One non-blocking send (out) or receive of buf[*off, end); false when
+ * nothing moved. An error or the peer's end of stream ends the program. */
+static bool io_step(int fd, bool out, char *buf, size_t end, size_t *off)
+{
+    ssize_t k = out ? send(fd, buf + *off, end - *off, MSG_DONTWAIT | MSG_NOSIGNAL)
+                    : recv(fd, buf + *off, end - *off, MSG_DONTWAIT);
+    if (k > 0) {
+        *off += (size_t)k;
+        return true;
+    }
+    if ((k == 0 && !out) || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+        die(out ? "send" : "recv");
+    return false;
+}
+
 /* One tcp allreduce of count floats: my half is [lo, lo + h). */
 static void op_tcp(int fd, int rank, const float *in, float *out, float *tmp, size_t count)
 {
@@ -99,24 +116,11 @@ static void op_tcp(int fd, int rank, const float *in, float *out, float *tmp, si
     const char *s1 = (const char *)(in + plo); /* phase 1: the peer's half of my input */
     size_t s1_off = 0, r1_off = 0, s2_off = 0, r2_off = 0, summed = 0;
     char *r1 = (char *)tmp, *r2 = (char *)(out + plo);
+    double idle_since = 0;
     while (s1_off < theirs || r1_off < mine || s2_off < mine || r2_off < theirs) {
-        bool moved = false;
-        if (s1_off < theirs) {
-            size_t len = theirs - s1_off;
-            ssize_t k = send(fd, s1 + s1_off, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (k > 0) {
-                s1_off += (size_t)k;
-                moved = true;
-            } else if (k < 0 && errno != EAGAIN)
-                die("send");
-        }
-        if (r1_off < mine) {
-            ssize_t k = recv(fd, r1 + r1_off, mine - r1_off, MSG_DONTWAIT);
-            if (k > 0) {
-                r1_off += (size_t)k;
-                moved = true;
-            } else if (k == 0 || (k < 0 && errno != EAGAIN))
-                die("recv");
+        bool moved = s1_off < theirs && io_step(fd, true, (char *)s1, theirs, &s1_off);
+        if (r1_off < mine && io_step(fd, false, r1, mine, &r1_off)) {
+            moved = true;
             size_t ready = r1_off / 4 * 4; /* sum what landed, whole floats */
             if (ready > summed) {
                 sum(out + lo + summed / 4, in + lo + summed / 4, tmp + summed / 4,
@@ -126,24 +130,15 @@ static void op_tcp(int fd, int rank, const float *in, float *out, float *tmp, si
         }
         /* Phase 2 may only send what is summed, and only once phase 1's
          * sends are out (one byte stream). */
-        if (s1_off == theirs && s2_off < summed) {
-            ssize_t k = send(fd, (const char *)(out + lo) + s2_off, summed - s2_off,
-                             MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (k > 0) {
-                s2_off += (size_t)k;
-                moved = true;
-            } else if (k < 0 && errno != EAGAIN)
-                die("send");
-        }
-        if (r1_off == mine && r2_off < theirs) {
-            ssize_t k = recv(fd, r2 + r2_off, theirs - r2_off, MSG_DONTWAIT);
-            if (k > 0) {
-                r2_off += (size_t)k;
-                moved = true;
-            } else if (k == 0 || (k < 0 && errno != EAGAIN))
-                die("recv");
-        }
-        if (!moved) {
+        if (s1_off == theirs && s2_off < summed)
+            moved |= io_step(fd, true, (char *)(out + lo), summed, &s2_off);
+        if (r1_off == mine && r2_off < theirs)
+            moved |= io_step(fd, false, r2, theirs, &r2_off);
+        if (moved) {
+            idle_since = 0;
+        } else if (idle_since == 0) {
+            idle_since = perf_now_s(); /* spin a while first, as Tide's waits do */
+        } else if (perf_now_s() - idle_since > SPIN_S) {
             struct pollfd p = {fd, POLLIN, 0};
             if (s1_off < theirs || s2_off < summed)
                 p.events |= POLLOUT;
