@@ -5,14 +5,22 @@
  * Tide and Open MPI reach (docs/performance.md). Processes from fork, out
  * of place, the columns of tide_perf and mpi_coll_bench (busbw 2(n-1)/n).
  *
- *   tcp: one loopback TCP connection (TCP_NODELAY, 4 MiB buffers, reno
- *        where allowed). Each rank sends the half of its input the peer
- *        owns (as much per call as the socket takes) and receives the
- *        peer's copy of its own half; what lands is summed into the output
- *        at once and sent back, straight from the output, into the peer's
- *        output. Per rank and byte of the buffer: one copy into the
- *        socket, one out of it, half a sum; the two phases overlap. Its
- *        waits spin for 1 ms before poll() sleeps, as Tide's do.
+ *   tcp (2, 4 or 8 ranks): loopback TCP connections (TCP_NODELAY, 4 MiB
+ *        buffers, reno where allowed), one per pair that exchanges.
+ *        2 ranks: each sends the half of its input the peer owns (as much
+ *        per call as the socket takes) and receives the peer's copy of its
+ *        own half; what lands is summed into the output at once and sent
+ *        back, straight from the output, into the peer's output. Per rank
+ *        and byte of the buffer: one copy into the socket, one out of it,
+ *        half a sum; the two phases overlap.
+ *        4 or 8 ranks: recursive halving, then doubling (the schedule Tide
+ *        picks over TCP at these counts): in each halving step a rank
+ *        sends the half of its range the partner keeps and sums the
+ *        partner's copy of its own half as it lands; the doubling steps
+ *        send the range a rank owns straight from the output into the
+ *        partner's. Sends and receives of a step run at once.
+ *        Waits spin for 1 ms before poll() sleeps, as Tide's do; with more
+ *        ranks than cores they yield the core between tries.
  *   cma (2-8 ranks): each rank owns a slice; its peers' inputs there are
  *        read with process_vm_readv, 256 KiB at a time, summed into its
  *        output and written into every peer's output with
@@ -20,7 +28,7 @@
  *        shared counters mark the start and the end of each operation
  *        (waits spin, then yield the core).
  *
- *   bound_allreduce tcp|cma [-p RANKS (cma)] [-b MIN] [-e MAX] [-f F] [-n ITERS]
+ *   bound_allreduce tcp|cma [-p RANKS] [-b MIN] [-e MAX] [-f F] [-n ITERS]
  *                   [-w WARMUP] [-W 0|1]
  *
  * -W 1 rewrites the input before every operation and times only the
@@ -108,6 +116,21 @@ static bool io_step(int fd, bool out, char *buf, size_t end, size_t *off)
     return false;
 }
 
+/* Wait for fd to be ready (spun SPIN_S first; the caller retries):
+ * false when nothing happened within WAIT_S. */
+static bool tcp_wait(int fd, bool out, double *idle_since, bool yield)
+{
+    if (*idle_since == 0) {
+        *idle_since = perf_now_s(); /* spin a while first, as Tide's waits do */
+    } else if (perf_now_s() - *idle_since > SPIN_S) {
+        struct pollfd p = {fd, (short)(POLLIN | (out ? POLLOUT : 0)), 0};
+        return poll(&p, 1, WAIT_S * 1000) != 0;
+    } else if (yield) {
+        sched_yield(); /* a rank we wait for may need this core */
+    }
+    return true;
+}
+
 /* One tcp allreduce of count floats: my half is [lo, lo + h). */
 static void op_tcp(int fd, int rank, const float *in, float *out, float *tmp, size_t count)
 {
@@ -136,20 +159,79 @@ static void op_tcp(int fd, int rank, const float *in, float *out, float *tmp, si
             moved |= io_step(fd, false, r2, theirs, &r2_off);
         if (moved) {
             idle_since = 0;
-        } else if (idle_since == 0) {
-            idle_since = perf_now_s(); /* spin a while first, as Tide's waits do */
-        } else if (perf_now_s() - idle_since > SPIN_S) {
-            struct pollfd p = {fd, POLLIN, 0};
-            if (s1_off < theirs || s2_off < summed)
-                p.events |= POLLOUT;
-            if (poll(&p, 1, WAIT_S * 1000) == 0) {
-                fprintf(stderr,
-                        "bound_allreduce: rank %d: nothing moved on the connection within "
-                        "%d s (sent %zu + %zu, received %zu + %zu bytes)\n",
-                        rank, WAIT_S, s1_off, s2_off, r1_off, r2_off);
-                exit(1);
+        } else if (!tcp_wait(fd, s1_off < theirs || s2_off < summed, &idle_since, false)) {
+            fprintf(stderr,
+                    "bound_allreduce: rank %d: nothing moved on the connection within %d s "
+                    "(sent %zu + %zu, received %zu + %zu bytes)\n",
+                    rank, WAIT_S, s1_off, s2_off, r1_off, r2_off);
+            exit(1);
+        }
+    }
+}
+
+/* One step of recursive halving or doubling with one partner: send
+ * slen bytes from s while len bytes land in r; with dst, what lands is
+ * summed at once: dst = a + r. */
+static void tcp_exchange(int fd, int rank, int partner, const char *s, size_t slen, char *r,
+                         size_t rlen, float *dst, const float *a, bool yield)
+{
+    size_t soff = 0, roff = 0, summed = 0;
+    double idle_since = 0;
+    while (soff < slen || roff < rlen) {
+        bool moved = soff < slen && io_step(fd, true, (char *)s, slen, &soff);
+        if (roff < rlen && io_step(fd, false, r, rlen, &roff)) {
+            moved = true;
+            size_t ready = roff / 4 * 4;
+            if (dst && ready > summed) {
+                sum(dst + summed / 4, a + summed / 4, (const float *)r + summed / 4,
+                    (ready - summed) / 4);
+                summed = ready;
             }
         }
+        if (moved) {
+            idle_since = 0;
+        } else if (!tcp_wait(fd, soff < slen, &idle_since, yield)) {
+            fprintf(stderr,
+                    "bound_allreduce: rank %d: nothing moved to or from rank %d within %d s "
+                    "(sent %zu of %zu, received %zu of %zu bytes)\n",
+                    rank, partner, WAIT_S, soff, slen, roff, rlen);
+            exit(1);
+        }
+    }
+}
+
+/* One tcp allreduce of count floats over n = 4 or 8 ranks (a power of
+ * two): recursive halving, then doubling. */
+static void op_tcp_halving(const int *fds, int rank, int n, const float *in, float *out, float *tmp,
+                           size_t count, bool yield)
+{
+    size_t lo[MAXR], hi[MAXR]; /* the range before each halving step */
+    size_t a = 0, b = count;
+    const float *src = in;
+    int step = 0;
+    for (int m = n / 2; m >= 1; m /= 2, step++) {
+        int partner = rank ^ m;
+        size_t mid = a + (b - a) / 2;
+        bool low = (rank & m) == 0; /* keep [a, mid), send [mid, b); or the other way */
+        size_t ka = low ? a : mid, kb = low ? mid : b, sa = low ? mid : a, sb = low ? b : mid;
+        lo[step] = a;
+        hi[step] = b;
+        tcp_exchange(fds[partner], rank, partner, (const char *)(src + sa), (sb - sa) * 4,
+                     (char *)tmp, (kb - ka) * 4, out + ka, src + ka, yield);
+        src = out;
+        a = ka;
+        b = kb;
+    }
+    for (int m = 1; m < n; m *= 2) {
+        int partner = rank ^ m;
+        step--;
+        size_t mid = lo[step] + (hi[step] - lo[step]) / 2;
+        bool low = (rank & m) == 0;
+        size_t pa = low ? mid : lo[step], pb = low ? hi[step] : mid; /* the partner's */
+        tcp_exchange(fds[partner], rank, partner, (const char *)(out + a), (b - a) * 4,
+                     (char *)(out + pa), (pb - pa) * 4, NULL, NULL, yield);
+        a = lo[step];
+        b = hi[step];
     }
 }
 
@@ -186,30 +268,52 @@ static void op_cma(shared_t *sh, int rank, uint64_t op, const float *in, float *
     wait_all(sh, sh->done, op, "did not finish"); /* my output is whole, my input read */
 }
 
-static int connect_pair(int rank, int listen_fd, struct sockaddr_in *a)
+static void sock_tune(int fd)
 {
-    int fd;
-    if (rank == 0) {
-        fd = accept(listen_fd, NULL, NULL);
-    } else {
-        fd = socket(AF_INET, SOCK_STREAM, 0);
-        if (connect(fd, (struct sockaddr *)a, sizeof(*a)) != 0)
-            die("connect");
-    }
-    if (fd < 0)
-        die("accept");
     int one = 1, buf = 4 << 20;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
     setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "reno", 4); /* as Tide within a host */
-    struct timeval tv = {.tv_sec = WAIT_S};                 /* the blocking syncs between sizes */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
 }
 
-static void run(int rank, bool tcp, int fd, shared_t *sh, size_t min, size_t max, size_t factor,
-                int iters, int warmup, int rewrite)
+/* A connection to every rank this one exchanges with (rank ^ 2^k): the
+ * higher rank connects and names itself in its first byte. */
+static void connect_partners(int rank, int n, const int *lfds, const struct sockaddr_in *a,
+                             int *fds)
+{
+    int accepts = 0;
+    for (int m = 1; m < n; m *= 2) {
+        int p = rank ^ m;
+        if (p > rank) {
+            accepts++;
+            continue;
+        }
+        char me = (char)rank;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0 || connect(fd, (const struct sockaddr *)&a[p], sizeof(a[p])) != 0 ||
+            send(fd, &me, 1, MSG_NOSIGNAL) != 1)
+            die("connect");
+        sock_tune(fd);
+        fds[p] = fd;
+    }
+    for (; accepts > 0; accepts--) {
+        char who = -1;
+        int fd = accept(lfds[rank], NULL, NULL);
+        if (fd < 0)
+            die("accept");
+        struct timeval tv = {.tv_sec = WAIT_S};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        if (recv(fd, &who, 1, MSG_WAITALL) != 1 || who <= rank || who >= n ||
+            (who ^ rank) & ((who ^ rank) - 1))
+            die("accept: a rank that is no partner");
+        sock_tune(fd);
+        fds[(int)who] = fd;
+    }
+}
+
+static void run(int rank, bool tcp, const int *fds, shared_t *sh, size_t min, size_t max,
+                size_t factor, int iters, int warmup, int rewrite)
 {
     size_t cap = max / 4 + 16;
     float *in = malloc(cap * 4), *out = malloc(cap * 4), *tmp = malloc((max + PIECE) + 64);
@@ -223,7 +327,7 @@ static void run(int rank, bool tcp, int fd, shared_t *sh, size_t min, size_t max
     sh->out[rank] = (uint64_t)(uintptr_t)out;
     sh->pid[rank] = getpid();
     uint64_t op = 0;
-    char token = 0;
+    bool oversubscribed = sysconf(_SC_NPROCESSORS_ONLN) < sh->n;
     for (size_t size = min; size <= max; size *= factor) {
         size_t count = size / 4;
         double t0 = 0, busy = 0, t1 = 0;
@@ -234,8 +338,10 @@ static void run(int rank, bool tcp, int fd, shared_t *sh, size_t min, size_t max
                 t1 = perf_now_s();
             if (it == warmup)
                 t0 = t1;
-            if (tcp)
-                op_tcp(fd, rank, in, out, tmp, count);
+            if (tcp && sh->n == 2)
+                op_tcp(fds[rank ^ 1], rank, in, out, tmp, count);
+            else if (tcp)
+                op_tcp_halving(fds, rank, sh->n, in, out, tmp, count, oversubscribed);
             else
                 op_cma(sh, rank, ++op, in, out, tmp, count);
             if (rewrite && it >= warmup)
@@ -244,15 +350,10 @@ static void run(int rank, bool tcp, int fd, shared_t *sh, size_t min, size_t max
         double t = (rewrite ? busy : perf_now_s() - t0) / iters;
         /* every rank's figure, then the slowest, as the other benchmarks */
         sh->t[rank] = t;
-        if (tcp) {
-            if (send(fd, &token, 1, MSG_NOSIGNAL) != 1 || recv(fd, &token, 1, MSG_WAITALL) != 1)
-                die("sync");
-        } else {
-            __atomic_store_n(&sh->arrived[rank], ++op, __ATOMIC_RELEASE);
-            wait_all(sh, sh->arrived, op, "did not enter");
-            __atomic_store_n(&sh->done[rank], op, __ATOMIC_RELEASE);
-            wait_all(sh, sh->done, op, "did not finish");
-        }
+        __atomic_store_n(&sh->arrived[rank], ++op, __ATOMIC_RELEASE);
+        wait_all(sh, sh->arrived, op, "did not enter");
+        __atomic_store_n(&sh->done[rank], op, __ATOMIC_RELEASE);
+        wait_all(sh, sh->done, op, "did not finish");
         double tmax = 0;
         for (int r = 0; r < sh->n; r++)
             tmax = sh->t[r] > tmax ? sh->t[r] : tmax;
@@ -267,10 +368,6 @@ static void run(int rank, bool tcp, int fd, shared_t *sh, size_t min, size_t max
         if (rank == 0)
             printf("  %10zu %12zu %8s %6s %5d   %9.2f %7.3f %7.3f %6zu\n", size, count, "float",
                    "sum", -1, tmax * 1e6, alg, alg * 2 * (sh->n - 1) / sh->n, wrong);
-        if (tcp) { /* rank 1 has read its figure before rank 0 moves on */
-            if (send(fd, &token, 1, MSG_NOSIGNAL) != 1 || recv(fd, &token, 1, MSG_WAITALL) != 1)
-                die("sync");
-        }
         fflush(stdout);
     }
     free(in);
@@ -281,7 +378,7 @@ static void run(int rank, bool tcp, int fd, shared_t *sh, size_t min, size_t max
 int main(int argc, char **argv)
 {
     if (argc < 2 || (strcmp(argv[1], "tcp") != 0 && strcmp(argv[1], "cma") != 0)) {
-        fprintf(stderr, "usage: bound_allreduce tcp|cma [-p RANKS (cma)] [-b MIN] [-e MAX] [-f F] "
+        fprintf(stderr, "usage: bound_allreduce tcp|cma [-p RANKS] [-b MIN] [-e MAX] [-f F] "
                         "[-n ITERS] [-w WARMUP] [-W 0|1]\n");
         return 2;
     }
@@ -307,8 +404,10 @@ int main(int argc, char **argv)
             return 2;
     }
     if (min < 8 || max < min || factor < 2 || iters < 1 || warmup < 0 || max > (1ull << 31) ||
-        nranks < 2 || nranks > MAXR || (tcp && nranks != 2) || (rewrite != 0 && rewrite != 1)) {
-        fprintf(stderr, "bound_allreduce: bad option value (tcp: 2 ranks; cma: 2-%d)\n", MAXR);
+        nranks < 2 || nranks > MAXR || (tcp && (nranks & (nranks - 1))) ||
+        (rewrite != 0 && rewrite != 1)) {
+        fprintf(stderr, "bound_allreduce: bad option value (tcp: 2, 4 or 8 ranks; cma: 2-%d)\n",
+                MAXR);
         return 2;
     }
     shared_t *sh =
@@ -317,13 +416,16 @@ int main(int argc, char **argv)
         die("mmap");
     memset(sh, 0, sizeof(*sh));
     sh->n = nranks;
-    int lfd = -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (tcp) {
-        socklen_t alen = sizeof(a);
-        lfd = socket(AF_INET, SOCK_STREAM, 0);
-        if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(lfd, 1) != 0 ||
-            getsockname(lfd, (struct sockaddr *)&a, &alen) != 0)
+    int lfds[MAXR], fds[MAXR];
+    struct sockaddr_in a[MAXR];
+    for (int r = 0; tcp && r < nranks; r++) { /* every rank's listening socket, before fork */
+        socklen_t alen = sizeof(a[r]);
+        a[r] =
+            (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        lfds[r] = socket(AF_INET, SOCK_STREAM, 0);
+        if (lfds[r] < 0 || bind(lfds[r], (struct sockaddr *)&a[r], sizeof(a[r])) != 0 ||
+            listen(lfds[r], MAXR) != 0 ||
+            getsockname(lfds[r], (struct sockaddr *)&a[r], &alen) != 0)
             die("listen");
     }
     printf("# bound_allreduce %s: %d ranks, float, %d iterations (%d warmup)%s\n", argv[1], nranks,
@@ -340,8 +442,9 @@ int main(int argc, char **argv)
             break;
         }
     }
-    int fd = tcp ? connect_pair(rank, lfd, &a) : -1;
-    run(rank, tcp, fd, sh, min, max, factor, iters, warmup, rewrite);
+    if (tcp)
+        connect_partners(rank, nranks, lfds, a, fds);
+    run(rank, tcp, fds, sh, min, max, factor, iters, warmup, rewrite);
     if (rank > 0)
         _exit(0);
     int ok = 1;
