@@ -362,6 +362,7 @@ tide_status_t coll_allgather_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_reduce_scatter_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allreduce_rabenseifner(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allgather_bruck(coll_ctx_t *c, const coll_op_t *op);
+tide_status_t coll_allgather_rd(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_bcast_tree(coll_ctx_t *c, const coll_op_t *op);
 
 /* This rank's place in the binomial tree rooted at root (coll_bcast_tree.c

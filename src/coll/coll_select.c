@@ -18,6 +18,7 @@ static const coll_algo_t algos[] = {
     {"oneshot", COLL_ALLREDUCE, coll_allreduce_oneshot},
     {"ring", COLL_ALLGATHER, coll_allgather_ring},
     {"bruck", COLL_ALLGATHER, coll_allgather_bruck},
+    {"rd", COLL_ALLGATHER, coll_allgather_rd},
     {"direct", COLL_ALLGATHER, coll_allgather_direct},
     {"tree", COLL_BROADCAST, coll_bcast_tree},
     {"chain", COLL_BROADCAST, coll_bcast_chain},
@@ -94,7 +95,16 @@ static const coll_algo_t algos[] = {
  *   ring's 7.0-8.0; at 32-64 KiB blocks the ring leads, 6.0-7.1 against
  *   4.8-6.3, but direct still moves 1.3x what Open MPI does there, and
  *   with inputs unchanged it leads from 32 KiB blocks, 8.6-16.2 against
- *   6.5-8.1, where the ring was 0.66-0.81x Open MPI).
+ *   6.5-8.1, where the ring was 0.66-0.81x Open MPI). Where Bruck is
+ *   chosen, power-of-two rank counts run recursive doubling instead: the
+ *   same steps, but no run of blocks wraps past the last rank, so each
+ *   step is one message each way (three interleaved rounds, GB/s, out of
+ *   place / in place: TCP np=4, 256 KiB-1 MiB in all, 1.23-1.68 /
+ *   1.62-1.68 against 1.43-1.48 / 1.39-1.58 at 256 KiB, 1.79-1.92 /
+ *   1.83-1.95 against 1.59-1.68 / 1.70-1.77 at 512 KiB, 1.83-1.86 /
+ *   1.93-2.01 against 1.66-1.80 / 1.55-1.81 at 1 MiB; 2-8 MiB, 100
+ *   iterations: 1.59-1.80 / 1.66-1.84 against 1.53-1.68 / 1.65-1.82);
+ *   shared memory np=4 even, np=8 1.0-1.25x.
  * - broadcast: the binomial tree, streamed in chunks, below 512 KiB at
  *   np=2, 512 KiB at np=3-4 and 64 KiB at np >= 5; above, the direct broadcast,
  *   whose root copies alongside the readers. Measured with the root's
@@ -154,10 +164,13 @@ static const rule_t table[] = {
     {COLL_ALLREDUCE, ON_NET, 0, 0, true, 0, "rabenseifner"},
     {COLL_ALLREDUCE, ON_NET, 0, 0, false, 1 * MiB, "rabenseifner"},
     {COLL_ALLREDUCE, ON_NET, 0, 0, false, 0, "ring"},
+    {COLL_ALLGATHER, ON_DIRECT, 4, 0, true, 128 * KiB, "rd"},
     {COLL_ALLGATHER, ON_DIRECT, 3, 0, false, 128 * KiB, "bruck"},
+    {COLL_ALLGATHER, ON_SHM, 4, 0, true, 512 * KiB, "rd"},
     {COLL_ALLGATHER, ON_SHM, 3, 0, false, 512 * KiB, "bruck"},
     {COLL_ALLGATHER, ON_DIRECT, 2, 2, false, 32 * KiB, "ring"},
     {COLL_ALLGATHER, ON_DIRECT, 0, 0, false, 0, "direct"},
+    {COLL_ALLGATHER, ON_NET, 4, 0, true, 0, "rd"},
     {COLL_ALLGATHER, ON_NET, 3, 0, false, 0, "bruck"},
     {COLL_ALLGATHER, ON_ANY, 0, 0, false, 0, "ring"},
     {COLL_BROADCAST, ON_DIRECT, 2, 2, false, 512 * KiB, "tree"},

@@ -73,6 +73,11 @@ static void test_forced_algorithms(void **state)
     matrix("5", "full", fresh, NULL, NULL);
     matrix("6", "quick", fresh, "TIDE_TRANSPORTS=tcp", NULL);
     matrix("7", "quick", fresh, "TIDE_CHUNK_SIZE=100", "TIDE_PIPELINE_DEPTH=1");
+    /* recursive-doubling allgather: powers of two, and Bruck's schedule
+     * at 5 ranks */
+    matrix("8", "quick", "TIDE_ALGO=allgather=rd", "TIDE_TRANSPORTS=tcp", NULL);
+    matrix("4", "full", "TIDE_ALGO=allgather=rd", "TIDE_CHUNK_SIZE=100", NULL);
+    matrix("5", "quick", "TIDE_ALGO=allgather=rd", NULL, NULL);
     matrix("3", "quick", "TIDE_ALGO=broadcast=tree,reduce=tree", "TIDE_CHUNK_SIZE=64",
            "TIDE_TRANSPORTS=tcp");
     /* one-shot at every size: through the board (many rounds where large),
