@@ -47,6 +47,13 @@
  * yielding brings such a launch to about 2 us. */
 #define YIELD_AFTER_NS         (1 * 1000)
 #define POLL_MAX_OVERSUB       (8 * 1024 * 1024)
+/* Waiting only on ranks bound to other CPUs (coll_wait_t.remote), spin
+ * without yielding this long: the ranks sharing this CPU wait for the same
+ * ones, and yielding to them costs a context switch each way for nothing.
+ * np=4 bound two to a core, 8-byte allreduce: 3.0 -> 2.0 switches and
+ * 1.65-1.69 -> 1.34-1.39 us per operation. Bounded, since a rank of
+ * another communicator may share this CPU and need it meanwhile. */
+#define REMOTE_SPIN_NS         (20 * 1000)
 
 /* ------------------------------------------------------------- executor */
 
@@ -144,7 +151,9 @@ bool coll_idle(coll_ctx_t *c, coll_wait_t *w)
             c->polling = p2p_poll_begin(c->engine);
         if (c->polling && p2p_poll(c->engine, c->polling))
             return true;
-        if (c->oversubscribed || now - w->idle_since >= YIELD_AFTER_NS)
+        if (w->remote && now - w->idle_since < REMOTE_SPIN_NS)
+            __builtin_ia32_pause(); /* no rank on this core can help */
+        else if (c->oversubscribed || now - w->idle_since >= YIELD_AFTER_NS)
             sched_yield(); /* the peer we wait for may need this core */
         else
             __builtin_ia32_pause();

@@ -220,7 +220,8 @@ bool coll_step_complete(coll_ctx_t *c, const coll_step_t *s);
 typedef struct coll_wait {
     int64_t idle_since;
     uint32_t seen;
-    bool armed; /* announced as maybe sleeping (c->sleeping set) */
+    bool armed;  /* announced as maybe sleeping (c->sleeping set) */
+    bool remote; /* set by the waiter: only ranks bound to other CPUs are awaited */
 } coll_wait_t;
 /* Nothing moved in a whole pass over the steps: spin, yield or sleep on
  * the doorbell (false: the deadline passed). */

@@ -24,6 +24,7 @@
 #define TIDE_LOG_THIS TIDE_SUBSYS_COLL
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -74,6 +75,8 @@ typedef struct inbox_info {
     uint64_t size;
     uint64_t ring;
     uint64_t addr; /* where the owner mapped it (for the CMA check) */
+    int32_t cpu;   /* the one CPU the owner is bound to, or -1 */
+    uint32_t pad;
 } inbox_info_t;
 
 typedef struct shm_peer {
@@ -81,6 +84,7 @@ typedef struct shm_peer {
     size_t size;
     int slot; /* its local index: the ring it writes in our inbox */
     pid_t pid;
+    int cpu; /* the one CPU it is bound to, or -1 (unbound, or not known) */
 } shm_peer_t;
 
 struct shm_state {
@@ -210,6 +214,23 @@ static int64_t board_peek(coll_ctx_t *c, int rank, uint64_t seq, const char **da
 
 void (*coll_board_posted_hook)(coll_ctx_t *c, uint64_t seq);
 
+/* Every rank whose value is still missing is bound to a CPU other than
+ * the one we are bound to: handing our CPU to a rank that shares it would
+ * not bring those values any sooner (the ranks here have shown theirs and
+ * wait for the same ones), and a context switch costs more than the wait
+ * (coll_idle). */
+static bool awaits_other_cpus(coll_ctx_t *c, const char *const *vals)
+{
+    const shm_peer_t *peers = c->shm->peers;
+    int mine = peers[c->rank].cpu;
+    if (mine < 0)
+        return false;
+    for (int p = 0; p < c->nranks; p++)
+        if (!vals[p] && (peers[p].cpu < 0 || peers[p].cpu == mine))
+            return false;
+    return true;
+}
+
 tide_status_t coll_board_exchange(coll_ctx_t *c, const void *data, size_t len, const char **vals)
 {
     int n = c->nranks, left = n;
@@ -251,6 +272,8 @@ tide_status_t coll_board_exchange(coll_ctx_t *c, const void *data, size_t len, c
          * value there). */
         if (!left)
             return result;
+        if (!moved)
+            w.remote = awaits_other_cpus(c, vals);
         if (!moved && !coll_idle(c, &w)) {
             for (int p = 0; p < n; p++)
                 if (!vals[p])
@@ -315,6 +338,20 @@ static tide_status_t map_peer(coll_ctx_t *c, int r, const inbox_info_t *info)
     return TIDE_SUCCESS;
 }
 
+/* The CPU this thread is bound to, where its affinity names exactly one
+ * (tiderun binds each rank to one CPU where the ranks fit, or share the
+ * CPUs evenly), else -1. */
+static int bound_cpu(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) != 0 || CPU_COUNT(&set) != 1)
+        return -1;
+    for (int i = 0; i < CPU_SETSIZE; i++)
+        if (CPU_ISSET(i, &set))
+            return i;
+    return -1;
+}
+
 tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
 {
     tide_comm_t *comm = c->comm;
@@ -334,9 +371,11 @@ tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
     s->nslots = comm->local_size;
     s->my_slot = comm->local_rank;
     s->size = sizeof(inbox_hdr_t) + BOARD_SIZE + (size_t)s->nslots * (sizeof(ring_hdr_t) + s->ring);
-    for (int r = 0, slot = 0; r < c->nranks; r++)
+    for (int r = 0, slot = 0; r < c->nranks; r++) {
+        s->peers[r].cpu = -1;
         if (strcmp(comm->peers[r].boot_id, comm->peers[c->rank].boot_id) == 0)
             s->peers[r].slot = slot++;
+    }
 
     s->fd = memfd_create("tide-coll-inbox", MFD_CLOEXEC);
     if (s->fd < 0 || ftruncate(s->fd, (off_t)s->size) != 0) {
@@ -360,6 +399,7 @@ tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
     c->sleeping = &hdr_of(s->inbox)->sleeping;
     s->peers[c->rank].base = s->inbox;
     s->peers[c->rank].pid = getpid();
+    s->peers[c->rank].cpu = bound_cpu();
     bool cma_ok = true;
 
     inbox_info_t info = {INBOX_MAGIC,
@@ -368,7 +408,9 @@ tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
                          (uint32_t)s->nslots,
                          s->size,
                          s->ring,
-                         (uint64_t)(uintptr_t)s->inbox};
+                         (uint64_t)(uintptr_t)s->inbox,
+                         s->peers[c->rank].cpu,
+                         0};
     hdr_of(s->inbox)->cma_probe = INBOX_MAGIC;
     snprintf(key, sizeof(key), "inbox/%d", c->rank);
     if ((st = tide_store_set(store, key, &info, sizeof(info))) != TIDE_SUCCESS)
@@ -396,6 +438,7 @@ tide_status_t coll_shm_setup(coll_ctx_t *c, tide_store_t *store)
         if ((st = map_peer(c, r, &peer)) != TIDE_SUCCESS)
             return st;
         s->peers[r].pid = peer.pid;
+        s->peers[r].cpu = peer.cpu >= 0 && peer.cpu < CPU_SETSIZE ? peer.cpu : -1; /* a hint */
         /* Can we read the peer's memory directly (CMA)? Read the probe
          * word of its inbox at the address it mapped it. */
         uint32_t probe = 0;
