@@ -16,7 +16,6 @@
  * a run of blocks that wraps past rank n-1 moves as two messages, cut at
  * the same place on both sides.
  */
-#include <string.h>
 #include "coll_ctx.h"
 
 tide_status_t coll_allgather_bruck(coll_ctx_t *c, const coll_op_t *op)
@@ -26,8 +25,7 @@ tide_status_t coll_allgather_bruck(coll_ctx_t *c, const coll_op_t *op)
     char *buf = op->rbuf;
     tide_status_t st = TIDE_SUCCESS;
 
-    if (op->sbuf != buf + (size_t)r * block)
-        memcpy(buf + (size_t)r * block, op->sbuf, block);
+    coll_allgather_own(c, op);
     for (int d = 1; d < n && st == TIDE_SUCCESS; d *= 2) {
         int cnt = TIDE_MIN(d, n - d), to = (r - d + n) % n, from = (r + d) % n;
         int s1 = TIDE_MIN(cnt, n - r), r1 = TIDE_MIN(cnt, n - from);

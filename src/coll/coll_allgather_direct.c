@@ -47,8 +47,7 @@ tide_status_t coll_allgather_direct(coll_ctx_t *c, const coll_op_t *op)
         return st;
     c->mem_all[COLL_ALLGATHER] =
         coll_cards_tide(c, &mine, cards, sizeof(card_t), offsetof(card_t, ref));
-    if (op->sbuf != out + (size_t)r * block)
-        memcpy(out + (size_t)r * block, op->sbuf, block);
+    coll_allgather_own(c, op);
     for (int k = 1; k < n && st == TIDE_SUCCESS; k++) {
         int p = (r + k) % n; /* staggered: ranks do not all read the same peer at once */
         const char *m = coll_map_peer(c, p, &cards[p].ref, cards[p].addr, block);

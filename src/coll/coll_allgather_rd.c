@@ -19,7 +19,6 @@
  * the other, at such a step); here none does. Other rank counts run
  * Bruck's schedule.
  */
-#include <string.h>
 #include "coll_ctx.h"
 
 tide_status_t coll_allgather_rd(coll_ctx_t *c, const coll_op_t *op)
@@ -31,8 +30,7 @@ tide_status_t coll_allgather_rd(coll_ctx_t *c, const coll_op_t *op)
     char *buf = op->rbuf;
     tide_status_t st = TIDE_SUCCESS;
 
-    if (op->sbuf != buf + (size_t)r * block)
-        memcpy(buf + (size_t)r * block, op->sbuf, block);
+    coll_allgather_own(c, op);
     for (int d = 1; d < n && st == TIDE_SUCCESS; d *= 2) {
         int partner = r ^ d, mine = r & ~(d - 1), theirs = partner & ~(d - 1);
         st =

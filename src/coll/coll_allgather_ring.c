@@ -11,6 +11,14 @@
 #include <string.h>
 #include "coll_ctx.h"
 
+void coll_allgather_own(const coll_ctx_t *c, const coll_op_t *op)
+{
+    size_t block = op->count * op->esize;
+    char *mine = (char *)op->rbuf + (size_t)c->rank * block;
+    if (op->sbuf != mine)
+        memcpy(mine, op->sbuf, block);
+}
+
 tide_status_t coll_allgather_ring(coll_ctx_t *c, const coll_op_t *op)
 {
     int n = c->nranks, r = c->rank, next = (r + 1) % n, prev = (r + n - 1) % n;
@@ -18,8 +26,7 @@ tide_status_t coll_allgather_ring(coll_ctx_t *c, const coll_op_t *op)
     char *buf = op->rbuf;
     tide_status_t st = TIDE_SUCCESS;
 
-    if (op->sbuf != buf + (size_t)r * block)
-        memcpy(buf + (size_t)r * block, op->sbuf, block);
+    coll_allgather_own(c, op);
     for (int k = 0; k < n - 1 && st == TIDE_SUCCESS; k++) {
         int sb = (r - k + n) % n, rb = (r - k - 1 + n) % n;
         st = coll_sendrecv(c, next, buf + (size_t)sb * block, block, prev, buf + (size_t)rb * block,

@@ -360,6 +360,9 @@ void coll_maps_release(coll_ctx_t *c);
 bool coll_cards_tide(const coll_ctx_t *c, const void *mine, const void *cards, size_t stride,
                      size_t ref_off);
 tide_status_t coll_allgather_ring(coll_ctx_t *c, const coll_op_t *op);
+/* Allgather out of place: this rank's input into its block of the output,
+ * where every algorithm starts from it (in place it is there already). */
+void coll_allgather_own(const coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_reduce_scatter_ring(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allreduce_rabenseifner(coll_ctx_t *c, const coll_op_t *op);
 tide_status_t coll_allgather_bruck(coll_ctx_t *c, const coll_op_t *op);
