@@ -312,9 +312,10 @@ static void connect_partners(int rank, int n, const int *lfds, const struct sock
     }
 }
 
-static void run(int rank, bool tcp, const int *fds, shared_t *sh, size_t min, size_t max,
-                size_t factor, int iters, int warmup, int rewrite)
+static void run(int rank, bool tcp, const int *fds, shared_t *sh, const perf_sweep_t *sw)
 {
+    size_t min = sw->min, max = sw->max, factor = sw->factor;
+    int iters = sw->iters, warmup = sw->warmup, rewrite = sw->rewrite;
     size_t cap = max / 4 + 16;
     float *in = malloc(cap * 4), *out = malloc(cap * 4), *tmp = malloc((max + PIECE) + 64);
     if (!in || !out || !tmp)
@@ -383,29 +384,16 @@ int main(int argc, char **argv)
         return 2;
     }
     bool tcp = strcmp(argv[1], "tcp") == 0;
-    size_t min = 8, max = 64 << 20, factor = 2;
-    int iters = 20, warmup = 5, rewrite = 0, nranks = 2, c;
-    while ((c = getopt(argc - 1, argv + 1, "p:b:e:f:n:w:W:")) != -1) {
+    perf_sweep_t sw = PERF_SWEEP_DEFAULTS;
+    int nranks = 2, c;
+    while ((c = getopt(argc - 1, argv + 1, "p:" PERF_SWEEP_OPTS)) != -1) {
         if (c == 'p')
             nranks = atoi(optarg);
-        else if (c == 'b')
-            min = perf_parse_size(optarg);
-        else if (c == 'e')
-            max = perf_parse_size(optarg);
-        else if (c == 'f')
-            factor = strtoul(optarg, NULL, 10);
-        else if (c == 'n')
-            iters = atoi(optarg);
-        else if (c == 'w')
-            warmup = atoi(optarg);
-        else if (c == 'W')
-            rewrite = atoi(optarg);
-        else
+        else if (!perf_sweep_opt(&sw, c, optarg))
             return 2;
     }
-    if (min < 8 || max < min || factor < 2 || iters < 1 || warmup < 0 || max > (1ull << 31) ||
-        nranks < 2 || nranks > MAXR || (tcp && (nranks & (nranks - 1))) ||
-        (rewrite != 0 && rewrite != 1)) {
+    if (!perf_sweep_ok(&sw, 8, (size_t)1 << 31) || nranks < 2 || nranks > MAXR ||
+        (tcp && (nranks & (nranks - 1)))) {
         fprintf(stderr, "bound_allreduce: bad option value (tcp: 2, 4 or 8 ranks; cma: 2-%d)\n",
                 MAXR);
         return 2;
@@ -429,7 +417,7 @@ int main(int argc, char **argv)
             die("listen");
     }
     printf("# bound_allreduce %s: %d ranks, float, %d iterations (%d warmup)%s\n", argv[1], nranks,
-           iters, warmup, rewrite ? ", inputs rewritten" : "");
+           sw.iters, sw.warmup, sw.rewrite ? ", inputs rewritten" : "");
     fflush(stdout);
     int rank = 0;
     pid_t pids[MAXR];
@@ -444,7 +432,7 @@ int main(int argc, char **argv)
     }
     if (tcp)
         connect_partners(rank, nranks, lfds, a, fds);
-    run(rank, tcp, fds, sh, min, max, factor, iters, warmup, rewrite);
+    run(rank, tcp, fds, sh, &sw);
     if (rank > 0)
         _exit(0);
     int ok = 1;

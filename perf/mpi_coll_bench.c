@@ -29,8 +29,8 @@ static int usage(int rank, const char *why)
 
 int main(int argc, char **argv)
 {
-    int rank, n, c, iters = 20, warmup = 5, rewrite = 0;
-    size_t min = 8, max = 64u << 20, factor = 2;
+    int rank, n, c;
+    perf_sweep_t sw = PERF_SWEEP_DEFAULTS;
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &n);
@@ -42,27 +42,15 @@ int main(int argc, char **argv)
     if (!ag && !bc && !bar && strcmp(kind, "allreduce") != 0)
         return usage(rank, "unknown collective");
     optind = 2;
-    while ((c = getopt(argc, argv, "b:e:f:n:w:W:")) != -1) {
-        if (c == 'b')
-            min = perf_parse_size(optarg);
-        else if (c == 'e')
-            max = perf_parse_size(optarg);
-        else if (c == 'f')
-            factor = (size_t)atoi(optarg);
-        else if (c == 'n')
-            iters = atoi(optarg);
-        else if (c == 'w')
-            warmup = atoi(optarg);
-        else if (c == 'W')
-            rewrite = atoi(optarg);
-        else
+    while ((c = getopt(argc, argv, PERF_SWEEP_OPTS)) != -1)
+        if (!perf_sweep_opt(&sw, c, optarg))
             return usage(rank, "unknown option");
-    }
-    if (factor < 2 || iters < 1 || warmup < 0 || min < 1 || max < min || max > (2ull << 30) ||
-        (rewrite != 0 && rewrite != 1))
+    if (!perf_sweep_ok(&sw, 1, (size_t)2 << 30))
         return usage(rank, "bad option value");
     if (bar)
-        min = max = 1;
+        sw.min = sw.max = 1;
+    size_t min = sw.min, max = sw.max, factor = sw.factor;
+    int iters = sw.iters, warmup = sw.warmup, rewrite = sw.rewrite;
     double f = ag ? (double)(n - 1) / n : bc ? 1.0 : 2.0 * (n - 1) / n;
     /* Written once, as tide_perf writes its buffers: memory calloc'd and
      * never written maps the kernel's one shared zero page, which a

@@ -5,6 +5,7 @@
 #ifndef TIDE_PERF_UTIL_H
 #define TIDE_PERF_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <time.h>
@@ -42,6 +43,56 @@ static inline size_t perf_parse_size(const char *s)
         break;
     }
     return (size_t)v;
+}
+
+/* The sweep the collective benchmarks share: sizes min..max, each
+ * factor times the last; iters timed operations after warmup ones;
+ * rewrite (-W 1): the input written anew before each, only the
+ * operations timed. */
+typedef struct perf_sweep {
+    size_t min, max, factor;
+    int iters, warmup, rewrite;
+} perf_sweep_t;
+
+#define PERF_SWEEP_DEFAULTS                                                                        \
+    {                                                                                              \
+        8, (size_t)64 << 20, 2, 20, 5, 0                                                           \
+    }
+#define PERF_SWEEP_OPTS "b:e:f:n:w:W:"
+
+/* Take getopt's option c where it is one of the sweep's: -b MIN -e MAX
+ * -f FACTOR -n ITERS -w WARMUP -W 0|1. */
+static inline bool perf_sweep_opt(perf_sweep_t *s, int c, const char *arg)
+{
+    switch (c) {
+    case 'b':
+        s->min = perf_parse_size(arg);
+        return true;
+    case 'e':
+        s->max = perf_parse_size(arg);
+        return true;
+    case 'f':
+        s->factor = strtoul(arg, NULL, 10);
+        return true;
+    case 'n':
+        s->iters = atoi(arg);
+        return true;
+    case 'w':
+        s->warmup = atoi(arg);
+        return true;
+    case 'W':
+        s->rewrite = atoi(arg);
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Values no benchmark runs: min below min_floor, max above max_cap. */
+static inline bool perf_sweep_ok(const perf_sweep_t *s, size_t min_floor, size_t max_cap)
+{
+    return s->min >= min_floor && s->max >= s->min && s->max <= max_cap && s->factor >= 2 &&
+           s->iters >= 1 && s->warmup >= 0 && (s->rewrite == 0 || s->rewrite == 1);
 }
 
 #endif
