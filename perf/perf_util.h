@@ -88,7 +88,8 @@ static inline bool perf_sweep_opt(perf_sweep_t *s, int c, const char *arg)
     }
 }
 
-/* Values no benchmark runs: min below min_floor, max above max_cap. */
+/* Whether the sweep is one to run: sizes from min_floor to max_cap, a
+ * factor of 2 or more, an iteration at least, -W 0 or 1. */
 static inline bool perf_sweep_ok(const perf_sweep_t *s, size_t min_floor, size_t max_cap)
 {
     return s->min >= min_floor && s->max >= s->min && s->max <= max_cap && s->factor >= 2 &&
